@@ -1,0 +1,116 @@
+"""The `evaluate` stage: every model of a dataset and the baselines on the fixed test episodes."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from metagmvae import plots
+from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, positive_ints, section
+from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
+from metagmvae.data.stores import load_split
+from metagmvae.evaluate import episode_accuracies, nearest_neighbour_predictor, summarize
+from metagmvae.io import write_json
+from metagmvae.paper import PAPER_RESULTS
+from metagmvae.runtime import DEVICES, PRECISIONS, make_runtime
+from metagmvae.tracking import start_run
+from metagmvae.train import checkpoint_for, load_model
+
+BASELINES = {"pixel_1nn": nearest_neighbour_predictor}
+
+
+def _report(method: str, key: str, res: dict) -> None:
+    print(f"{method:>12} {key:>12}: {res['accuracy']:6.2f} +- {res['ci95']:.2f}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One dataset's ``evaluate`` section."""
+
+    models: dict[str, list[int]]  # model name -> test shots (at the model's own way)
+    baselines: list[str]
+    samples: int  # S_test
+    em_iters: int  # T_s
+    episodes_per_call: int
+    seed: int
+    device: str
+    precision: str
+    channels_last: bool
+
+
+def eval_config(params: dict, dataset: str) -> EvalConfig:
+    """Parse and validate ``evaluate.<dataset>``."""
+    where = f"evaluate.{dataset}"
+    check = Checker(section(params, "evaluate", dataset), where)
+    cfg = EvalConfig(
+        models=check.get("models", dict, lambda v: None if v else "must name at least one model"),
+        baselines=check.get(
+            "baselines", list, lambda v: None if set(v) <= set(BASELINES) else f"must be drawn from {sorted(BASELINES)}"
+        ),
+        samples=check.get("samples", int, positive),
+        em_iters=check.get("em_iters", int, positive),
+        episodes_per_call=check.get("episodes_per_call", int, positive),
+        seed=check.get("seed", int, non_negative),
+        device=check.get("device", str, one_of(*DEVICES)),
+        precision=check.get("precision", str, one_of(*PRECISIONS)),
+        channels_last=check.get("channels_last", bool),
+    )
+    check.done()
+    for name, shots in cfg.models.items():
+        if problem := positive_ints(shots):
+            raise ConfigError(f"{where}.models.{name} = {shots!r}: {problem}")
+    return cfg
+
+
+def run(
+    dataset: str, params: dict, store: Path, episodes_path: Path, models_dir: Path, out_path: Path, plots_dir: Path
+) -> dict:
+    """Score every model of ``evaluate.<dataset>`` and the baselines on the same test episodes.
+
+    Writes ``out_path`` as ``{method: {"<W>way_<s>shot": {accuracy, ci95, episodes}}}`` with
+    accuracies in percent.
+    """
+    cfg = eval_config(params, dataset)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
+    results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}
+    run_params = {"dataset": dataset, **asdict(cfg), "device_resolved": str(rt.device)}
+    with start_run("evaluate", f"evaluate-{dataset}", run_params) as tracker:
+        for name, shots in cfg.models.items():
+            for shot in shots:
+                model, train_cfg = load_model(checkpoint_for(models_dir / name, shot), rt)
+                eps = read_episodes(episodes_path, "test", train_cfg["way"], shot)
+                check_episode_shape(test.shape[0], test.shape[1], eps.way, eps.shot, eps.query)
+                gen = rt.generator(cfg.seed)
+                with rt.autocast():
+                    tokens = model.encode(test)
+
+                def predict(support, y_support, query, way, model=model, gen=gen):
+                    with rt.autocast():
+                        return model.predict(support, y_support, query, way, cfg.samples, cfg.em_iters, gen)
+
+                key = episode_key(eps.way, shot)
+                results["meta_gmvae"][key] = summarize(
+                    episode_accuracies(predict, tokens, eps, cfg.episodes_per_call, key)
+                )
+                _report("meta_gmvae", key, results["meta_gmvae"][key])
+                for baseline in cfg.baselines:
+                    accs = episode_accuracies(BASELINES[baseline], test, eps, cfg.episodes_per_call)
+                    results[baseline][key] = summarize(accs)
+                    _report(baseline, key, results[baseline][key])
+        write_json(out_path, results)
+        figure = plots_dir / "accuracy.png"
+        plots.accuracy_figure(results, PAPER_RESULTS.get(dataset, {}), figure)
+        tracker.log_metrics(
+            {
+                f"{method}/{key}/{stat}": res[stat]
+                for method, by_key in results.items()
+                for key, res in by_key.items()
+                for stat in ("accuracy", "ci95")
+            }
+        )
+        tracker.log_artifact(out_path)
+        tracker.log_artifact(figure, "plots")
+    return results

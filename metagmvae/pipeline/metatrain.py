@@ -1,0 +1,100 @@
+"""The `metatrain` stage: validate one model's section, load its data, train, track, plot."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from metagmvae import plots
+from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, positive_ints, section
+from metagmvae.data.episodes import check_episode_shape, read_episodes
+from metagmvae.data.stores import STORES, load_split
+from metagmvae.models.build import model_config
+from metagmvae.runtime import DEVICES, PRECISIONS, make_runtime
+from metagmvae.tracking import start_run
+from metagmvae.train import TrainConfig, train
+
+
+def train_config(params: dict, name: str) -> TrainConfig:
+    """Parse and validate ``metatrain.<name>``; every error names the key and the allowed range."""
+    where = f"metatrain.{name}"
+    check = Checker(section(params, "metatrain", name), where)
+    cfg = TrainConfig(
+        dataset=check.get("dataset", str, one_of(*STORES)),
+        model=model_config(check.get("model", dict), f"{where}.model"),
+        way=check.get("way", int, lambda v: None if v >= 2 else "must be >= 2"),
+        batch=check.get("batch", int, positive),
+        points=check.get("points", int, positive),
+        samples=check.get("samples", int, positive),
+        em_iters=check.get("em_iters", int, positive),
+        fix_pi=check.get("fix_pi", bool),
+        lr=check.get("lr", float, positive),
+        weight_decay=check.get("weight_decay", float, non_negative),
+        steps=check.get("steps", int, positive),
+        val_every=check.get("val_every", int, positive),
+        val_shots=check.get("val_shots", list, positive_ints),
+        val_samples=check.get("val_samples", int, positive),
+        val_em_iters=check.get("val_em_iters", int, positive),
+        episodes_per_call=check.get("episodes_per_call", int, positive),
+        checkpoint_every=check.get("checkpoint_every", int, positive),
+        log_every=check.get("log_every", int, positive),
+        seed=check.get("seed", int, non_negative),
+        device=check.get("device", str, one_of(*DEVICES)),
+        precision=check.get("precision", str, one_of(*PRECISIONS)),
+        channels_last=check.get("channels_last", bool),
+    )
+    check.done()
+    if cfg.way > cfg.points * cfg.samples:
+        raise ConfigError(
+            f"{where}: way = {cfg.way} components need at least as many points, but "
+            f"points * samples = {cfg.points * cfg.samples}"
+        )
+    return cfg
+
+
+def run(
+    name: str, params: dict, store: Path, episodes_path: Path, out_dir: Path, plots_dir: Path, resume_root: Path
+) -> dict:
+    """Train model ``name``; outputs in ``out_dir`` and figures in ``plots_dir``."""
+    cfg = train_config(params, name)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    pool = torch.from_numpy(load_split(cfg.dataset, "train", store)).flatten(0, 1).to(rt.device)
+    val = torch.from_numpy(load_split(cfg.dataset, "val", store)).to(rt.device)
+    val_episodes = {}
+    for shot in cfg.val_shots:
+        eps = read_episodes(episodes_path, "val", cfg.way, shot)
+        check_episode_shape(val.shape[0], val.shape[1], eps.way, eps.shot, eps.query)
+        val_episodes[shot] = eps
+
+    def figures(model, history: dict) -> None:
+        plots_dir.mkdir(parents=True, exist_ok=True)
+        plots.training_curves(history, f"{name} ({cfg.dataset}, K = {cfg.way})", plots_dir / "training.png")
+        if cfg.model["kind"] == "pixels":
+            first = val_episodes[cfg.val_shots[0]].slice(0, 1)
+            images = val[torch.as_tensor(first.classes[0]).unsqueeze(-1), torch.as_tensor(first.instances[0])]
+            plots.reconstructions_and_samples(
+                model,
+                images.to(rt.device),
+                cfg.way,
+                cfg.em_iters,
+                rt.autocast,
+                plots_dir / "reconstructions.png",
+                seed=cfg.seed,
+            )
+
+    with start_run(
+        "metatrain",
+        name,
+        {"model_name": name, **vars(cfg), "fingerprint": cfg.fingerprint(), "device_resolved": str(rt.device)},
+    ) as run:
+        summary = train(cfg, rt, pool, val, val_episodes, out_dir, resume_root, run, on_finish=figures)
+        run.log_metrics(
+            {f"best_val/{k}": v for k, v in summary["best_val_accuracy"].items()}
+            | {"train_seconds": summary["train_seconds"]}
+        )
+        for png in sorted(plots_dir.glob("*.png")):
+            run.log_artifact(png, "plots")
+        for item in ("history.json", "summary.json"):
+            run.log_artifact(out_dir / item)
+    return summary

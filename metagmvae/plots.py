@@ -1,0 +1,99 @@
+"""Figures: training curves, and reconstructions and samples of a trained pixel model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from metagmvae import em  # noqa: E402
+from metagmvae.io import atomic_path  # noqa: E402
+
+
+def _save(fig, path: Path) -> None:
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+
+
+def training_curves(history: dict, title: str, path: Path) -> None:
+    """Reconstruction term, KL term and validation accuracy against the training step."""
+    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    for ax, key, label in zip(axes, ("rec", "kl"), ("reconstruction (nats per point)", "KL (nats per point)")):
+        ax.plot(history["step"], history[key])
+        ax.set_xlabel("step")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    axes[0].set_yscale("log")
+    for shot, accs in history["val"].items():
+        axes[2].plot(history["val_step"], accs, marker="o", label=shot)
+    axes[2].set_xlabel("step")
+    axes[2].set_ylabel("validation accuracy (%)")
+    axes[2].legend()
+    axes[2].grid(alpha=0.3)
+    fig.suptitle(title)
+    _save(fig, path)
+
+
+@torch.no_grad()
+def reconstructions_and_samples(
+    model, episode: torch.Tensor, way: int, em_iters: int, autocast, path: Path, seed: int = 0
+) -> None:
+    """Top: inputs from every class of an episode and their reconstructions (decoded posterior
+    means). Bottom: the EM prior fitted to the whole episode, each row one component: its decoded
+    mean (first column), then decoded samples ``z ~ N(mu_k, I)``.
+
+    episode: ``[W, n, 1, H, W]`` images in [0, 1], class-structured (e.g. a validation episode).
+    """
+    gen = torch.Generator(device=episode.device).manual_seed(seed)
+    images = episode.flatten(0, 1)
+    shown = episode[:, : max(1, 16 // episode.shape[0])].flatten(0, 1)[:16]
+    per_component = 8
+    with autocast():
+        mean, logvar = model.posterior(images.unsqueeze(0))
+        z, _ = model.sample(mean, logvar, 8, gen)
+        _, mu = em.unsupervised_em(z.flatten(1, 2), way, em_iters, gen)
+        recon = model.decoder.mean(model.posterior(shown.unsqueeze(0))[0][0]).float()
+        noise = torch.randn(way, per_component, mu.shape[-1], device=images.device, generator=gen)
+        decoded = model.decoder.mean(torch.cat([mu[0], (mu[0].unsqueeze(1) + noise).flatten(0, 1)])).float()
+    top = torch.cat([torch.cat(list(rows[:, 0]), dim=1) for rows in (shown, recon)], dim=0).cpu().numpy()
+    means, samples = decoded[:way, 0], decoded[way:, 0].view(way, per_component, *decoded.shape[2:])
+    bottom = torch.cat([torch.cat([means[k], *samples[k]], dim=1) for k in range(way)], dim=0).cpu().numpy()
+    fig, (ax_top, ax_bot) = plt.subplots(
+        2, 1, figsize=(10, 2.5 + 0.5 * way), gridspec_kw={"height_ratios": [2, max(way, 2)]}
+    )
+    ax_top.imshow(top, cmap="gray_r", vmin=0, vmax=1)
+    ax_top.set_title("validation images (top) and reconstructions from the posterior mean (bottom)")
+    ax_bot.imshow(bottom, cmap="gray_r", vmin=0, vmax=1)
+    ax_bot.set_title(f"EM prior of the episode ({way} components): decoded mean, then samples z ~ N(mu_k, I)")
+    for ax in (ax_top, ax_bot):
+        ax.axis("off")
+    _save(fig, path)
+
+
+def accuracy_figure(results: dict[str, dict[str, dict]], paper: dict[str, tuple[float, float]], path: Path) -> None:
+    """Test accuracy with 95% CI per setting, one bar per method, the paper's value as a marker.
+
+    results: ``{method: {"<W>way_<s>shot": {"accuracy": %, "ci95": %}}}``.
+    """
+    settings = sorted({s for r in results.values() for s in r}, key=lambda s: tuple(map(int, s[:-4].split("way_"))))
+    x = np.arange(len(settings))
+    width = 0.8 / max(len(results), 1)
+    fig, ax = plt.subplots(figsize=(1.8 * len(settings) + 2, 4))
+    for i, (method, res) in enumerate(results.items()):
+        acc = [res.get(s, {}).get("accuracy", np.nan) for s in settings]
+        ci = [res.get(s, {}).get("ci95", 0) for s in settings]
+        ax.bar(x + (i - (len(results) - 1) / 2) * width, acc, width, yerr=ci, label=method, capsize=3)
+    marks = [paper.get(s, (np.nan, 0))[0] for s in settings]
+    ax.scatter(x, marks, marker="_", s=1500, color="black", zorder=3, label="paper (Table 1)")
+    ax.set_xticks(x, settings)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    _save(fig, path)

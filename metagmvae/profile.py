@@ -1,0 +1,66 @@
+"""Parameter profiles: override files in ``profiles/`` applied on top of ``params.yaml``.
+
+``python -m metagmvae.profile paper`` prints one ``--set-param=<key>=<value>`` per line for
+``dvc exp run``; ``--write params.yaml`` merges the profile into a parameter file instead (for
+machines without DVC).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from metagmvae.config import ConfigError, flatten, load_params
+from metagmvae.io import write_text
+
+PROFILES = Path(__file__).resolve().parent.parent / "profiles"
+
+
+def load_profile(name: str, folder: Path = PROFILES) -> dict[str, Any]:
+    path = folder / f"{name}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in folder.glob("*.yaml"))
+        raise ConfigError(f"profile {name!r}: no file {path} (known profiles: {known})")
+    return yaml.safe_load(path.read_text()) or {}
+
+
+def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """Deep-merge ``overrides`` into a copy of ``base``; an override key absent from ``base`` is an error."""
+    out = dict(base)
+    for key, value in overrides.items():
+        name = f"{where}{key}"
+        if key not in base:
+            raise ConfigError(f"profile overrides unknown key {name!r}")
+        if isinstance(value, Mapping):
+            out[key] = merge(base[key], value, name + ".")
+        else:
+            out[key] = value
+    return out
+
+
+def set_param_args(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
+    """``dvc exp run`` arguments for the overrides (validated against ``base``)."""
+    merge(base, overrides)
+    return [f"--set-param={key}={json.dumps(value)}" for key, value in flatten(overrides).items()]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("profile")
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--write", metavar="FILE", help="write the merged parameters here instead")
+    args = parser.parse_args()
+    base, overrides = load_params(args.params), load_profile(args.profile)
+    if args.write:
+        write_text(args.write, yaml.safe_dump(merge(base, overrides), sort_keys=False))
+    else:
+        print("\n".join(set_param_args(base, overrides)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Device, precision and memory format, decided in one place."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import torch
+
+from metagmvae.config import ConfigError
+
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how tensors are computed.
+
+    precision ``bf16`` autocasts convolutions and linear layers; EM, log-densities and
+    log-sum-exps stay float32 regardless (see :mod:`metagmvae.em`).
+    """
+
+    device: torch.device
+    precision: str = "fp32"
+    channels_last: bool = True
+
+    def autocast(self):
+        """Context for forward passes."""
+        if self.precision == "bf16":
+            return torch.autocast(self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, module: torch.nn.Module) -> torch.nn.Module:
+        """Move a model to the device (channels-last weights when enabled)."""
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A seeded RNG on the compute device."""
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
+    if name not in DEVICES:
+        raise ConfigError(f"device = {name!r}: must be one of {list(DEVICES)}")
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device = 'cuda': no CUDA GPU is available on this machine (use 'auto' or 'cpu')")
+    return torch.device(name)
+
+
+def make_runtime(device: str, precision: str, channels_last: bool) -> Runtime:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"precision = {precision!r}: must be one of {list(PRECISIONS)}")
+    return Runtime(resolve_device(device), precision, channels_last)

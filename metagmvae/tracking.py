@@ -1,0 +1,114 @@
+"""MLflow tracking: one run per training or evaluation, tagged with the git commit and stage.
+
+The store defaults to a SQLite file at the repository root (``mlflow.db``, artifacts in
+``mlartifacts/``), resolved to an absolute path, so runs started from a ``dvc exp run --temp``
+copy under ``.dvc/tmp/exps`` land in the same store. ``MLFLOW_TRACKING_URI`` overrides it.
+``METAGMVAE_TRACKING=off`` disables tracking, and without MLflow installed (e.g. a bare GPU
+box) every call is a no-op, so stage scripts always run as plain Python.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from metagmvae.config import flatten
+from metagmvae.io import project_root
+
+EXPERIMENT = "meta-gmvae"
+
+log = logging.getLogger(__name__)
+
+
+def tracking_uri(root: Path | None = None) -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<abs root>/mlflow.db``."""
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{(root or project_root()) / 'mlflow.db'}"
+
+
+def git_commit(cwd: str | os.PathLike | None = None) -> str:
+    """``HEAD`` commit, with ``-dirty`` when tracked files differ; ``unknown`` outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("-dirty" if dirty else "")
+
+
+class Run:
+    """A thin wrapper over an active MLflow run (or nothing, when tracking is off)."""
+
+    def __init__(self, mlflow_module=None):
+        self._mlflow = mlflow_module
+
+    @property
+    def active(self) -> bool:
+        return self._mlflow is not None
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        if self._mlflow:
+            flat = {k: str(v)[:6000] for k, v in flatten(params).items()}
+            self._mlflow.log_params(flat)
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int | None = None) -> None:
+        if self._mlflow:
+            self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+
+    def log_artifact(self, path: str | os.PathLike, folder: str | None = None) -> None:
+        if self._mlflow and Path(path).exists():
+            self._mlflow.log_artifact(str(path), artifact_path=folder)
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        if self._mlflow:
+            self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
+
+
+def _load_mlflow():
+    if os.environ.get("METAGMVAE_TRACKING", "on").lower() in ("off", "0", "false"):
+        return None
+    try:
+        import mlflow
+    except ImportError:
+        log.warning("MLflow is not installed: this run is not tracked")
+        return None
+    return mlflow
+
+
+@contextlib.contextmanager
+def start_run(stage: str, run_name: str, params: Mapping[str, Any] | None = None) -> Iterator[Run]:
+    """Open an MLflow run tagged with ``stage``, the git commit and the DVC experiment (if any).
+
+    On an exception the run is marked FAILED and the exception propagates.
+    """
+    mlflow = _load_mlflow()
+    if mlflow is None:
+        yield Run(None)
+        return
+    root = project_root()
+    uri = tracking_uri(root)
+    mlflow.set_tracking_uri(uri)
+    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+        artifacts = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
+        with contextlib.suppress(Exception):  # a concurrent process may have created it
+            mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
+    mlflow.set_experiment(EXPERIMENT)
+    tags = {"stage": stage, "git_commit": git_commit(), "mlflow.source.git.commit": git_commit()}
+    if os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
+    with mlflow.start_run(run_name=run_name, tags=tags):
+        run = Run(mlflow)
+        if params:
+            run.log_params(params)
+        yield run

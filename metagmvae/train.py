@@ -1,0 +1,275 @@
+"""Meta-training loop: sampling, optimisation, validation, checkpoint selection, resume.
+
+State lives in a resume folder keyed by a hash of the training configuration, outside DVC's
+outputs (DVC deletes declared outputs before rerunning a stage). A run killed for any reason
+and started again with the same configuration continues from its last checkpoint; a changed
+configuration starts afresh. The final outputs are assembled in a temporary folder and renamed
+into place only when training has finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from metagmvae import checkpoint
+from metagmvae.data.episodes import EpisodeSet, sample_training_batch
+from metagmvae.evaluate import episode_accuracies, summarize
+from metagmvae.io import atomic_dir, write_json
+from metagmvae.models import MetaGMVAE, build_model
+from metagmvae.progress import progress as progress_bar
+from metagmvae.runtime import Runtime
+from metagmvae.tracking import Run
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss or a gradient became NaN or infinite."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One model's ``metatrain`` section (see params.yaml for meanings and units)."""
+
+    dataset: str
+    model: dict[str, Any]
+    way: int  # K mixture components, and the validation way
+    batch: int  # B episodes per step
+    points: int  # M points per training episode
+    samples: int  # S Monte-Carlo samples per point (training)
+    em_iters: int  # T_u
+    fix_pi: bool
+    lr: float
+    weight_decay: float
+    steps: int
+    val_every: int
+    val_shots: list[int]
+    val_samples: int  # S at validation
+    val_em_iters: int  # T_s at validation
+    episodes_per_call: int
+    checkpoint_every: int
+    log_every: int
+    seed: int
+    device: str
+    precision: str
+    channels_last: bool
+
+    def fingerprint(self) -> str:
+        """Short hash of the whole configuration (names the resume folder)."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+@dataclass
+class History:
+    """Training curves: per-log-interval means of the loss terms and per-validation accuracies."""
+
+    step: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    rec: list[float] = field(default_factory=list)
+    kl: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    val_step: list[int] = field(default_factory=list)
+    val: dict[str, list[float]] = field(default_factory=dict)  # "1shot" -> accuracies (%)
+
+
+def check_finite(step: int, terms: dict[str, torch.Tensor]) -> None:
+    """Stop with the step number and the offending term on NaN/Inf."""
+    for name, value in terms.items():
+        if not torch.isfinite(value).all():
+            raise NonFiniteLossError(
+                f"step {step}: {name} is not finite ({value.item() if value.numel() == 1 else value})"
+            )
+
+
+def validate(
+    model: MetaGMVAE,
+    cfg: TrainConfig,
+    rt: Runtime,
+    val_data: torch.Tensor,
+    val_episodes: dict[int, EpisodeSet],
+    seed: int,
+) -> dict[int, float]:
+    """Mean validation accuracy (%) per shot, on the fixed validation episodes."""
+    model.eval()
+    gen = rt.generator(seed)
+    with rt.autocast():
+        tokens = model.encode(val_data)
+
+    def predict(support, y_support, query, way):
+        with rt.autocast():
+            return model.predict(support, y_support, query, way, cfg.val_samples, cfg.val_em_iters, gen)
+
+    out = {
+        shot: summarize(episode_accuracies(predict, tokens, eps, cfg.episodes_per_call))["accuracy"]
+        for shot, eps in val_episodes.items()
+    }
+    model.train()
+    return out
+
+
+def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
+    return {"generator": gen.get_state(), "torch": torch.get_rng_state()}
+
+
+def train(
+    cfg: TrainConfig,
+    rt: Runtime,
+    pool: torch.Tensor,
+    val_data: torch.Tensor,
+    val_episodes: dict[int, EpisodeSet],
+    out_dir: Path,
+    resume_root: Path,
+    run: Run,
+    on_finish: Callable[[MetaGMVAE, dict], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Meta-train one model and write ``out_dir`` (``best_<s>shot.pt`` per validation shot,
+    ``history.json``, ``summary.json``).
+
+    pool: unlabeled training inputs ``[P, *item]`` on ``rt.device``.
+    val_data: class-structured validation inputs ``[C, n, *item]`` on ``rt.device``.
+    on_finish: called with the best model of the first validation shot and the history
+        (as a dict) before the outputs are moved into place (figures).
+    """
+    resume_dir = resume_root / f"{out_dir.name}-{cfg.fingerprint()}"
+    resume_dir.mkdir(parents=True, exist_ok=True)
+    state_path = resume_dir / "state.pt"
+
+    torch.manual_seed(cfg.seed)
+    model = rt.prepare(build_model(cfg.model))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    gen = rt.generator(cfg.seed)
+    history, best, step, elapsed = History(), {s: -math.inf for s in cfg.val_shots}, 0, 0.0
+
+    if state_path.exists():
+        state = checkpoint.load(state_path, rt.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["rng"]["generator"].cpu())
+        torch.set_rng_state(state["rng"]["torch"].cpu())
+        history = History(**state["history"])
+        best = {int(k): v for k, v in state["best"].items()}
+        step, elapsed = state["step"], state["elapsed"]
+        log.info("resuming %s from step %d (%s)", out_dir.name, step, state_path)
+
+    def save_state() -> None:
+        checkpoint.save(
+            state_path,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(gen),
+                "history": asdict(history),
+                "best": {str(k): v for k, v in best.items()},
+                "step": step,
+                "elapsed": elapsed,
+                "config": asdict(cfg),
+            },
+        )
+
+    model.train()
+    sums = {"loss": 0.0, "rec": 0.0, "kl": 0.0}
+    count = 0
+    bar = progress_bar(
+        total=cfg.steps, initial=step, desc=f"metatrain {out_dir.name}", disable=not progress, unit="step"
+    )
+    while step < cfg.steps:
+        tick = time.perf_counter()
+        x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
+        with rt.autocast():
+            losses = model.loss(x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, gen)
+        check_finite(step + 1, {"loss": losses.loss, "rec": losses.rec, "kl": losses.kl})
+        optimizer.zero_grad(set_to_none=True)
+        losses.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)
+        check_finite(step + 1, {"gradient norm": grad_norm})
+        optimizer.step()
+        step += 1
+        elapsed += time.perf_counter() - tick
+        for key in sums:
+            sums[key] += getattr(losses, key).item()
+        count += 1
+        bar.update(1)
+
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            means = {k: v / count for k, v in sums.items()}
+            history.step.append(step)
+            history.seconds.append(elapsed)
+            for k, v in means.items():
+                getattr(history, k).append(v)
+            run.log_metrics({f"train/{k}": v for k, v in means.items()} | {"train/seconds": elapsed}, step=step)
+            bar.set_postfix(loss=f"{means['loss']:.1f}", rec=f"{means['rec']:.1f}", kl=f"{means['kl']:.2f}")
+            sums, count = dict.fromkeys(sums, 0.0), 0
+
+        if step % cfg.val_every == 0 or step == cfg.steps:
+            accs = validate(model, cfg, rt, val_data, val_episodes, cfg.seed + step)
+            history.val_step.append(step)
+            for shot, acc in accs.items():
+                history.val.setdefault(f"{shot}shot", []).append(acc)
+                if acc > best[shot]:
+                    best[shot] = acc
+                    checkpoint.save(
+                        resume_dir / f"best_{shot}shot.pt",
+                        {
+                            "model": model.state_dict(),
+                            "config": asdict(cfg),
+                            "step": step,
+                            "val_accuracy": acc,
+                        },
+                    )
+            run.log_metrics({f"val/{s}shot_accuracy": a for s, a in accs.items()}, step=step)
+            bar.write(f"step {step}: validation " + ", ".join(f"{s}-shot {a:.2f}%" for s, a in accs.items()))
+            save_state()
+        elif step % cfg.checkpoint_every == 0:
+            save_state()
+    bar.close()
+
+    summary = {
+        "steps": step,
+        "train_seconds": round(elapsed, 1),
+        "seconds_per_step": round(elapsed / max(step, 1), 4),
+        "best_val_accuracy": {f"{s}shot": round(a, 2) for s, a in best.items()},
+        "val_shots": cfg.val_shots,
+        "fingerprint": cfg.fingerprint(),
+    }
+    with atomic_dir(out_dir) as tmp:
+        for shot in cfg.val_shots:
+            shutil.copy2(resume_dir / f"best_{shot}shot.pt", tmp / f"best_{shot}shot.pt")
+        write_json(tmp / "history.json", asdict(history))
+        write_json(tmp / "summary.json", summary)
+        if on_finish is not None:
+            best_model, _ = load_model(tmp / f"best_{cfg.val_shots[0]}shot.pt", rt)
+            on_finish(best_model, asdict(history))
+    shutil.rmtree(resume_dir)
+    return summary
+
+
+def load_model(path: Path, rt: Runtime) -> tuple[MetaGMVAE, dict[str, Any]]:
+    """Rebuild a model from a ``best_*.pt`` checkpoint, in eval mode on ``rt.device``.
+
+    Returns ``(model, its training configuration as a dict)``.
+    """
+    state = checkpoint.load(path, rt.device)
+    model = rt.prepare(build_model(state["config"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state["config"]
+
+
+def checkpoint_for(model_dir: Path, shot: int) -> Path:
+    """The checkpoint selected for testing at ``shot``: the one selected on validation at that
+    shot if there is one, else the one selected at the first validation shot (Mini-ImageNet
+    tests every shot with its 1-shot selection)."""
+    val_shots = json.loads((model_dir / "summary.json").read_text())["val_shots"]
+    return model_dir / f"best_{shot if shot in val_shots else val_shots[0]}shot.pt"

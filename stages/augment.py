@@ -1,0 +1,23 @@
+"""Stage `augment`: Omniglot character split, 28x28 resize, four rotations as new classes -> HDF5.
+
+Usage: python stages/augment.py
+Outputs: data/omniglot/omniglot.h5 (4800 / 400 / 1292 classes of 20 images) and
+data/omniglot/split.json (the character names of each split).
+"""
+
+import argparse
+from pathlib import Path
+
+from metagmvae.config import load_params
+from metagmvae.pipeline import augment
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    augment.run(load_params(args.params), raw_dir=Path("data/omniglot/raw"), out_dir=Path("data/omniglot"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,24 @@
+"""Stage `download`: fetch a dataset's raw files from the ordered sources in params.yaml, verified.
+
+Usage: python stages/download.py omniglot
+Output: data/<dataset>/raw/ (only once every file is fetched and verified).
+"""
+
+import argparse
+from pathlib import Path
+
+from metagmvae.config import load_params
+from metagmvae.io import project_root
+from metagmvae.pipeline import download
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    download.run(args.dataset, load_params(args.params), Path("data") / args.dataset / "raw", root=project_root())
+
+
+if __name__ == "__main__":
+    main()

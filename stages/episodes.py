@@ -1,0 +1,26 @@
+"""Stage `episodes`: draw the fixed validation and test episodes once, from a seed, into a file.
+
+Usage: python stages/episodes.py omniglot
+Output: data/<dataset>/episodes.h5, read by every training (validation) and evaluation.
+"""
+
+import argparse
+from pathlib import Path
+
+from metagmvae.config import load_params
+from metagmvae.data.stores import store_path
+from metagmvae.pipeline import episodes
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    episodes.run(
+        args.dataset, load_params(args.params), store_path(args.dataset), Path("data") / args.dataset / "episodes.h5"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""Stage `evaluate`: a dataset's models and baselines on its fixed 1000-episode test sets.
+
+Usage: python stages/evaluate.py omniglot
+Outputs: metrics/<dataset>.json (accuracy and 95% CI per way/shot and method) and
+plots/<dataset>/accuracy.png.
+"""
+
+import argparse
+from pathlib import Path
+
+from metagmvae.config import load_params
+from metagmvae.data.stores import store_path
+from metagmvae.pipeline import evaluate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    evaluate.run(
+        args.dataset,
+        load_params(args.params),
+        store=store_path(args.dataset),
+        episodes_path=Path("data") / args.dataset / "episodes.h5",
+        models_dir=Path("models") / args.dataset,
+        out_path=Path("metrics") / f"{args.dataset}.json",
+        plots_dir=Path("plots") / args.dataset,
+    )
+
+
+if __name__ == "__main__":
+    main()

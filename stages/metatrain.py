@@ -1,0 +1,37 @@
+"""Stage `metatrain`: meta-train one Meta-GMVAE model (a section of `metatrain` in params.yaml).
+
+Usage: python stages/metatrain.py omniglot_5way
+Outputs: models/<dataset>/<name>/ (best_<s>shot.pt per validation shot, history.json,
+summary.json) and plots/<dataset>/<name>/ (training curves, reconstructions and samples).
+An interrupted run resumes from .resume/<name>-<config hash>/ when started again with the
+same parameters.
+"""
+
+import argparse
+from pathlib import Path
+
+from metagmvae.config import load_params, section
+from metagmvae.data.stores import store_path
+from metagmvae.pipeline import metatrain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("name")
+    parser.add_argument("--params", default="params.yaml")
+    args = parser.parse_args()
+    params = load_params(args.params)
+    dataset = section(params, "metatrain", args.name).get("dataset")
+    metatrain.run(
+        args.name,
+        params,
+        store=store_path(dataset),
+        episodes_path=Path("data") / dataset / "episodes.h5",
+        out_dir=Path("models") / dataset / args.name,
+        plots_dir=Path("plots") / dataset / args.name,
+        resume_root=Path(".resume"),
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,105 @@
+"""Networks: sizes from the spec, SAB semantics, the objective and prediction."""
+
+import math
+
+import pytest
+import torch
+
+from metagmvae.models import build_model
+from metagmvae.models.gmvae import parameter_count
+from metagmvae.models.set_encoder import SelfAttentionBlock
+
+PIXELS = {"kind": "pixels", "latent": 64, "hidden": 64, "heads": 4, "blocks": 2}
+
+
+def test_parameter_counts_match_the_official_model():
+    model = build_model(PIXELS)
+    assert parameter_count(model) == 988_929
+    assert parameter_count(model.encoder) == 111_936
+    assert parameter_count(model.set_encoder) == 526_336
+    assert parameter_count(model.head) == 32_896
+    assert parameter_count(model.decoder) == 148_224 + 169_537
+
+
+def test_encoder_and_decoder_shapes():
+    model = build_model(PIXELS)
+    assert model.encoder(torch.rand(3, 1, 28, 28)).shape == (3, 256)
+    assert model.decoder(torch.randn(3, 64)).shape == (3, 1, 28, 28)
+
+
+def test_sab_is_the_set_transformer_block():
+    torch.manual_seed(0)
+    sab = SelfAttentionBlock(8, heads=2)
+    x = torch.randn(2, 5, 8)
+    q, k, v = sab.to_q(x), sab.to_k(x), sab.to_v(x)
+    heads = []
+    for h in range(2):  # per head: softmax(Q K^T / sqrt(d_model)) V plus the projected queries
+        qh, kh, vh = (t[..., 4 * h : 4 * h + 4] for t in (q, k, v))
+        heads.append(qh + torch.softmax(qh @ kh.transpose(1, 2) / math.sqrt(8), -1) @ vh)
+    o = torch.cat(heads, -1)
+    want = o + torch.relu(sab.ff(o))
+    assert torch.allclose(sab(x), want, atol=1e-5)
+
+
+def test_set_encoder_is_permutation_equivariant():
+    model = build_model(PIXELS)
+    x = torch.randn(2, 7, 256)
+    perm = torch.randperm(7)
+    assert torch.allclose(model.set_encoder(x)[:, perm], model.set_encoder(x[:, perm]), atol=1e-5)
+
+
+def test_loss_terms_and_gradients():
+    torch.manual_seed(0)
+    model = build_model(PIXELS)
+    x = torch.rand(2, 10, 1, 28, 28)
+    losses = model.loss(x, components=3, samples=4, em_iters=3, generator=torch.Generator().manual_seed(0))
+    assert torch.isclose(losses.loss, losses.rec + losses.kl)
+    # Reconstruction is summed over 784 pixels per sample: for near-uniform outputs ~ 784 * log 2.
+    assert 300 < losses.rec.item() < 800
+    losses.loss.backward()
+    grads = [p.grad for p in model.parameters()]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_prediction_recovers_well_separated_classes():
+    """With posteriors that are exact copies of the inputs, the transductive EM classifies them."""
+    torch.manual_seed(0)
+    model = build_model({**PIXELS, "latent": 4})
+    centres = torch.randn(3, 4) * 5
+
+    def posterior_from_tokens(x):  # bypass the networks: x already holds latent codes [E, N, 4]
+        return x, torch.full_like(x, -6.0)
+
+    model.posterior_from_tokens = posterior_from_tokens
+    y_support = torch.tensor([[0, 1, 2]])
+    support = centres[y_support]
+    y_query = torch.arange(3).repeat_interleave(5).unsqueeze(0)
+    query = centres[y_query] + 0.3 * torch.randn(1, 15, 4)
+    pred = model.predict(
+        support, y_support, query, way=3, samples=8, em_iters=10, generator=torch.Generator().manual_seed(0)
+    )
+    assert torch.equal(pred, y_query)
+
+
+@pytest.mark.parametrize("bad", [{"kind": "conv9"}])
+def test_unknown_model_kind(bad):
+    with pytest.raises(ValueError, match="unknown model kind 'conv9'"):
+        build_model({**PIXELS, **bad})
+
+
+def test_cached_tokens_equal_per_episode_encoding_in_eval_mode():
+    """Evaluation encodes each image once; in eval mode that equals encoding every episode's set."""
+    from metagmvae.data import episodes as ep
+
+    torch.manual_seed(0)
+    model = build_model(PIXELS)
+    model.train()
+    model.loss(torch.rand(1, 30, 1, 28, 28), 5, 2, 2)  # move the BatchNorm running statistics
+    model.eval()
+    data = torch.rand(8, 20, 1, 28, 28)
+    eps = ep.sample_episodes(ep.episode_rng(0, "test", 5, 1), 3, 8, 20, 5, 1, 15)
+    support, _, query, _ = ep.gather(data, eps)
+    cached_support, _, cached_query, _ = ep.gather(model.encode(data, chunk=7), eps)
+    with torch.no_grad():
+        direct = model.encoder(torch.cat([support, query], 1).flatten(0, 1)).view(3, 80, -1)
+    assert torch.allclose(torch.cat([cached_support, cached_query], 1), direct, atol=1e-5)

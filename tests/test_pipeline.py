@@ -1,0 +1,155 @@
+"""The DVC pipeline end to end on a tiny profile, in a temporary copy of the repository.
+
+Checks: `dvc repro` produces the metrics; a second `dvc repro` runs nothing; changing one
+`metatrain` parameter reruns only that model's `metatrain` and the `evaluate` stage;
+`dvc metrics diff` between two commits shows the change; MLflow holds the runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT, TINY_TRAINING
+
+from metagmvae.data import omniglot
+
+BIN = Path(sys.executable).parent
+
+
+def tiny_params(sources: Path) -> dict:
+    """The committed params.yaml, shrunk: 20 characters, 5- and 10-way models, a few steps."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    dl = params["download"]["omniglot"]
+    dl["sources"] = [str(sources)]
+    for name, chars in TINY_CHARACTERS.items():
+        digest = omniglot.verify_archive(sources / name).content_sha256
+        dl["archives"][name] = {"characters": chars, "content_sha256": digest}
+    params["augment"]["omniglot"]["split"] = TINY_SPLIT
+    params["episodes"]["omniglot"].update(
+        val={"episodes": 8, "ways": [5, 10], "shots": [1, 5]}, test={"episodes": 20, "ways": [5, 10], "shots": [1, 5]}
+    )
+    template = params["metatrain"]["omniglot_5way"]
+    tiny = dict(template, **TINY_TRAINING)
+    params["metatrain"] = {"omniglot_5way": dict(tiny, way=5), "omniglot_10way": dict(tiny, way=10)}
+    params["evaluate"]["omniglot"].update(
+        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
+    )
+    return params
+
+
+def run(cmd: list[str], cwd: Path) -> str:
+    env = dict(
+        os.environ,
+        PATH=f"{BIN}{os.pathsep}{os.environ['PATH']}",
+        PYTHONPATH=str(cwd),
+        DVC_NO_ANALYTICS="1",
+        METAGMVAE_TRACKING="on",
+    )
+    env.pop("MLFLOW_TRACKING_URI", None)
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, f"{' '.join(cmd)} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc.stdout + proc.stderr
+
+
+def stages_run(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([^']+)'", output))
+
+
+@pytest.fixture(scope="module")
+def repo(tiny_sources, tmp_path_factory) -> Path:
+    """A git + DVC copy of the repository's tracked files with the tiny profile committed."""
+    dest = tmp_path_factory.mktemp("pipeline") / "repo"
+    files = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.split()
+    for rel in files:
+        src = REPO / rel
+        if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "plots/")):
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_sources), sort_keys=False))
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["git", "init", "-q"], dest)
+    run([*git, "add", "-A"], dest)
+    run([*git, "commit", "-qm", "tiny"], dest)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def first_repro(repo) -> str:
+    return run(["dvc", "repro"], repo)
+
+
+def test_repro_produces_metrics_for_every_setting(repo, first_repro):
+    assert stages_run(first_repro) == {
+        "download@omniglot",
+        "augment",
+        "episodes@omniglot",
+        "metatrain@omniglot_5way",
+        "metatrain@omniglot_10way",
+        "evaluate@omniglot",
+    }
+    metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())
+    for method in ("meta_gmvae", "pixel_1nn"):
+        assert sorted(metrics[method]) == ["10way_1shot", "10way_5shot", "5way_1shot", "5way_5shot"]
+        for res in metrics[method].values():
+            assert res["episodes"] == 20 and 0 <= res["accuracy"] <= 100 and res["ci95"] >= 0
+    # the pixel baseline is far above chance even on 20 characters
+    assert metrics["pixel_1nn"]["5way_5shot"]["accuracy"] > 40
+    for name in ("omniglot_5way", "omniglot_10way"):
+        assert sorted(p.name for p in (repo / "models" / "omniglot" / name).iterdir()) == [
+            "best_1shot.pt",
+            "best_5shot.pt",
+            "history.json",
+            "summary.json",
+        ]
+        assert (repo / "plots" / "omniglot" / name / "reconstructions.png").stat().st_size > 1000
+    assert not list((repo / ".resume").glob("*")), "resume state is removed after a finished run"
+
+
+def test_second_repro_runs_nothing(repo, first_repro):
+    out = run(["dvc", "repro"], repo)
+    assert stages_run(out) == set()
+    assert "up to date" in run(["dvc", "status"], repo)
+
+
+def test_changing_a_metatrain_param_reruns_only_that_model_and_evaluate(repo, first_repro):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "first results"], repo)
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["metatrain"]["omniglot_5way"]["lr"] = 0.01
+    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = run(["dvc", "repro"], repo)
+    assert stages_run(out) == {"metatrain@omniglot_5way", "evaluate@omniglot"}
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "lr 0.01"], repo)
+    diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json"], repo))
+    changed = diff["metrics/omniglot.json"]
+    assert any(key.startswith("meta_gmvae.5way") for key in changed)
+    assert not any(key.startswith("pixel_1nn") for key in changed)  # same episodes, same baseline
+
+
+def test_mlflow_holds_the_runs(repo, first_repro):
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("meta-gmvae")
+    runs = client.search_runs([exp.experiment_id])
+    stages = sorted(r.data.tags["stage"] for r in runs)
+    assert stages.count("metatrain") >= 2 and stages.count("evaluate") >= 1
+    train_run = next(r for r in runs if r.data.tags["stage"] == "metatrain")
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", train_run.data.tags["git_commit"])
+    assert train_run.data.params["lr"] in ("0.003", "0.01")
+    history = client.get_metric_history(train_run.info.run_id, "train/loss")
+    assert [m.step for m in history] == [2, 4, 6]
+    artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "plots")}
+    assert {"plots/training.png", "plots/reconstructions.png"} <= artifacts

@@ -1,0 +1,36 @@
+"""Parameter profiles: the paper overrides apply cleanly and become `dvc exp run` arguments."""
+
+import pytest
+import yaml
+from conftest import REPO
+
+from metagmvae.config import ConfigError
+from metagmvae.pipeline.metatrain import train_config
+from metagmvae.profile import load_profile, merge, set_param_args
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
+
+
+def test_paper_profile_gives_the_official_settings():
+    paper = merge(PARAMS, load_profile("paper"))
+    for name, points in (("omniglot_5way", 200), ("omniglot_20way", 300)):
+        cfg = train_config(paper, name)  # validates the merged section
+        assert (cfg.batch, cfg.points, cfg.samples, cfg.steps, cfg.lr) == (4, points, 32, 60000, 1e-3)
+        assert cfg.em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "fp32"
+    assert paper["episodes"]["omniglot"]["val"] == {**PARAMS["episodes"]["omniglot"]["val"], "episodes": 1000}
+    assert PARAMS["metatrain"]["omniglot_5way"]["batch"] == 1  # the base is not modified
+
+
+def test_set_param_arguments_round_trip():
+    args = set_param_args(PARAMS, {"metatrain": {"omniglot_5way": {"lr": 0.002, "precision": "fp32"}}})
+    assert args == [
+        "--set-param=metatrain.omniglot_5way.lr=0.002",
+        '--set-param=metatrain.omniglot_5way.precision="fp32"',
+    ]
+
+
+def test_unknown_override_key_is_refused():
+    with pytest.raises(ConfigError, match="profile overrides unknown key 'metatrain.omniglot_5way.learning_rate'"):
+        merge(PARAMS, {"metatrain": {"omniglot_5way": {"learning_rate": 1}}})
+    with pytest.raises(ConfigError, match="profile 'fast': no file"):
+        load_profile("fast")
