@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,15 @@ class CheckpointError(ValueError):
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` (tensors and plain Python containers only) atomically."""
+    """Write ``state`` (tensors and plain Python containers only) atomically.
+
+    Serialised through memory: ``torch.save`` to a path names the zip's root folder after the
+    file, and the temporary name is random, so the bytes would differ between identical runs.
+    """
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
     with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"format": FORMAT, **state}, tmp)
+        tmp.write_bytes(buffer.getvalue())
 
 
 def load(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -79,7 +79,6 @@ class History:
     loss: list[float] = field(default_factory=list)
     rec: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
     val_step: list[int] = field(default_factory=list)
     val: dict[str, list[float]] = field(default_factory=dict)  # "1shot" -> accuracies (%)
 
@@ -136,7 +135,9 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Meta-train one model and write ``out_dir`` (``best_<s>shot.pt`` per validation shot,
-    ``history.json``, ``summary.json``).
+    ``history.json``, ``summary.json``; byte-identical for identical runs on CPU).
+
+    Returns the summary plus the wall-clock ``train_seconds`` and ``seconds_per_step``.
 
     pool: unlabeled training inputs ``[P, *item]`` on ``rt.device``.
     val_data: class-structured validation inputs ``[C, n, *item]`` on ``rt.device``.
@@ -206,7 +207,6 @@ def train(
         if step % cfg.log_every == 0 or step == cfg.steps:
             means = {k: v / count for k, v in sums.items()}
             history.step.append(step)
-            history.seconds.append(elapsed)
             for k, v in means.items():
                 getattr(history, k).append(v)
             run.log_metrics({f"train/{k}": v for k, v in means.items()} | {"train/seconds": elapsed}, step=step)
@@ -236,10 +236,8 @@ def train(
             save_state()
     bar.close()
 
-    summary = {
+    summary = {  # no wall-clock times: identical runs give identical bytes
         "steps": step,
-        "train_seconds": round(elapsed, 1),
-        "seconds_per_step": round(elapsed / max(step, 1), 4),
         "best_val_accuracy": {f"{s}shot": round(a, 2) for s, a in best.items()},
         "val_shots": cfg.val_shots,
         "fingerprint": cfg.fingerprint(),
@@ -253,7 +251,7 @@ def train(
             best_model, _ = load_model(tmp / f"best_{cfg.val_shots[0]}shot.pt", rt)
             on_finish(best_model, asdict(history))
     shutil.rmtree(resume_dir)
-    return summary
+    return summary | {"train_seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(step, 1), 4)}
 
 
 def load_model(path: Path, rt: Runtime) -> tuple[MetaGMVAE, dict[str, Any]]:

@@ -2,7 +2,8 @@
 
 Usage: python stages/metatrain.py omniglot_5way
 Outputs: models/<dataset>/<name>/ (best_<s>shot.pt per validation shot, history.json,
-summary.json) and plots/<dataset>/<name>/ (training curves, reconstructions and samples).
+summary.json), plots/<dataset>/<name>/ (training curves, reconstructions and samples) and
+metrics/train/<name>.json (best validation accuracies, training wall time).
 An interrupted run resumes from .resume/<name>-<config hash>/ when started again with the
 same parameters.
 """
@@ -29,6 +30,7 @@ def main() -> None:
         episodes_path=Path("data") / dataset / "episodes.h5",
         out_dir=Path("models") / dataset / args.name,
         plots_dir=Path("plots") / dataset / args.name,
+        metrics_path=Path("metrics") / "train" / f"{args.name}.json",
         resume_root=Path(".resume"),
     )
 

@@ -69,7 +69,14 @@ def test_truncated_store_is_named(store, tmp_path):
 
 def run_metatrain(params, store, folder):
     metatrain.run(
-        "omniglot_5way", params, store, folder / "episodes.h5", folder / "model", folder / "plots", folder / "resume"
+        "omniglot_5way",
+        params,
+        store,
+        folder / "episodes.h5",
+        folder / "model",
+        folder / "plots",
+        folder / "metrics.json",
+        folder / "resume",
     )
 
 

@@ -112,6 +112,8 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
             "summary.json",
         ]
         assert (repo / "plots" / "omniglot" / name / "reconstructions.png").stat().st_size > 1000
+        train_metrics = json.loads((repo / "metrics" / "train" / f"{name}.json").read_text())
+        assert train_metrics["steps"] == 6 and train_metrics["train_seconds"] > 0
     assert not list((repo / ".resume").glob("*")), "resume state is removed after a finished run"
 
 

@@ -69,6 +69,11 @@ def test_interrupted_run_resumes_to_the_same_result(setup, tmp_path, monkeypatch
     for shot in (1, 5):
         a, b = weights(tmp_path / "ref" / f"best_{shot}shot.pt"), weights(tmp_path / "model" / f"best_{shot}shot.pt")
         assert all(torch.equal(a[k], b[k]) for k in a)
+    # every output file, checkpoints included, is byte-identical to the uninterrupted run's
+    names = sorted(p.name for p in (tmp_path / "ref").iterdir())
+    assert names == ["best_1shot.pt", "best_5shot.pt", "history.json", "summary.json"]
+    for name in names:
+        assert (tmp_path / "ref" / name).read_bytes() == (tmp_path / "model" / name).read_bytes(), name
     assert not list((tmp_path / "resume").iterdir()), "resume state removed after finishing"
 
 

@@ -10,10 +10,13 @@ from metagmvae import plots
 from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, read_episodes
 from metagmvae.data.stores import STORES, load_split
+from metagmvae.io import write_json
 from metagmvae.models.build import model_config
 from metagmvae.runtime import DEVICES, PRECISIONS, make_runtime
 from metagmvae.tracking import start_run
 from metagmvae.train import TrainConfig, train
+
+TRAIN_METRICS = ("steps", "best_val_accuracy", "train_seconds", "seconds_per_step")
 
 
 def train_config(params: dict, name: str) -> TrainConfig:
@@ -54,9 +57,17 @@ def train_config(params: dict, name: str) -> TrainConfig:
 
 
 def run(
-    name: str, params: dict, store: Path, episodes_path: Path, out_dir: Path, plots_dir: Path, resume_root: Path
+    name: str,
+    params: dict,
+    store: Path,
+    episodes_path: Path,
+    out_dir: Path,
+    plots_dir: Path,
+    metrics_path: Path,
+    resume_root: Path,
 ) -> dict:
-    """Train model ``name``; outputs in ``out_dir`` and figures in ``plots_dir``."""
+    """Train model ``name``: checkpoints in ``out_dir``, figures in ``plots_dir``, and the best
+    validation accuracies and wall-clock training time in ``metrics_path`` (a DVC metric)."""
     cfg = train_config(params, name)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     pool = torch.from_numpy(load_split(cfg.dataset, "train", store)).flatten(0, 1).to(rt.device)
@@ -97,4 +108,6 @@ def run(
             run.log_artifact(png, "plots")
         for item in ("history.json", "summary.json"):
             run.log_artifact(out_dir / item)
+        write_json(metrics_path, {key: summary[key] for key in TRAIN_METRICS})
+        run.log_artifact(metrics_path)
     return summary
