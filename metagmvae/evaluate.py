@@ -46,13 +46,3 @@ def episode_accuracies(
         pred = predict(support, y_support, query, episodes.way)
         out.append((pred == y_query).double().mean(1).cpu().numpy())
     return np.concatenate(out)
-
-
-def nearest_neighbour_predictor(
-    support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int
-) -> torch.Tensor:
-    """1-nearest-neighbour on raw inputs (Euclidean): the sanity baseline on pixels."""
-    s = support.flatten(2).double()
-    q = query.flatten(2).double()
-    dist = q.pow(2).sum(-1, keepdim=True) - 2 * q @ s.transpose(1, 2) + s.pow(2).sum(-1).unsqueeze(1)
-    return torch.gather(support_labels, 1, dist.argmin(-1))

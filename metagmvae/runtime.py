@@ -54,6 +54,18 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def runtime_params(check) -> dict:
+    """Read and validate the ``device``, ``precision`` and ``channels_last`` keys every compute
+    section has, from a :class:`metagmvae.config.Checker`."""
+    from metagmvae.config import one_of
+
+    return {
+        "device": check.get("device", str, one_of(*DEVICES)),
+        "precision": check.get("precision", str, one_of(*PRECISIONS)),
+        "channels_last": check.get("channels_last", bool),
+    }
+
+
 def make_runtime(device: str, precision: str, channels_last: bool) -> Runtime:
     if precision not in PRECISIONS:
         raise ConfigError(f"precision = {precision!r}: must be one of {list(PRECISIONS)}")

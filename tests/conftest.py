@@ -1,7 +1,10 @@
-"""Shared fixtures: tiny Omniglot archives built from the mirror, with the official layout."""
+"""Shared fixtures: tiny Omniglot archives and a tiny Mini-ImageNet, cut from the mirrors (or
+drawn synthetically when the mirrors are absent), with the official layouts."""
 
 from __future__ import annotations
 
+import csv
+import hashlib
 import io
 import os
 import zipfile
@@ -16,6 +19,11 @@ REPO = Path(__file__).resolve().parent.parent
 # The tiny archives are cut from the Omniglot mirror beside the checkout; without it (or with
 # METAGMVAE_TEST_MIRROR pointing elsewhere) they are drawn synthetically with the same layout.
 MIRROR = Path(os.environ.get("METAGMVAE_TEST_MIRROR", REPO.parent / "shared" / "data" / "omniglot")).resolve()
+MINI_MIRROR = Path(
+    os.environ.get("METAGMVAE_TEST_MINI_MIRROR", REPO.parent / "shared" / "data" / "mini-imagenet")
+).resolve()
+TINY_MINI_CLASSES = {"train": 5, "val": 5, "test": 5}
+TINY_MINI_PER_CLASS = 20
 TINY_CHARACTERS = {"images_background.zip": 12, "images_evaluation.zip": 8}  # 20 characters, 80 classes
 TINY_SPLIT = {"train": 12, "val": 4, "test": 4}  # 48 / 16 / 16 classes
 TINY_TRAINING = {  # overrides of a metatrain section: seconds, not minutes
@@ -111,3 +119,137 @@ def store(tiny_sources, tmp_path_factory) -> Path:
     params["augment"]["omniglot"]["split"] = TINY_SPLIT
     augment.run(params, raw, out)
     return out / "omniglot.h5"
+
+
+# ---------------------------------------------------------------- tiny Mini-ImageNet
+
+
+def _synthetic_jpeg(label: int, index: int) -> bytes:
+    """An 84x84 JPEG: the class's colour with a class-specific bar and per-image noise."""
+    rng = np.random.default_rng(1000 * label + index)
+    base = np.random.default_rng(label).integers(40, 215, 3)
+    img = np.clip(base + rng.normal(0, 25, (84, 84, 3)), 0, 255).astype(np.uint8)
+    row = 8 * (label % 9)
+    img[row : row + 8] = 255 - base
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=90)
+    return buf.getvalue()
+
+
+def tiny_mini_rows() -> dict[str, list[tuple[str, str, bytes]]]:
+    """Per split, ``(filename, class, jpeg bytes)`` of the first TINY_MINI_CLASSES classes and
+    their first TINY_MINI_PER_CLASS images, class-major."""
+    out: dict[str, list[tuple[str, str, bytes]]] = {}
+    if (MINI_MIRROR / "index.csv").is_file():
+        with open(MINI_MIRROR / "index.csv", newline="") as f:
+            index = list(csv.DictReader(f))
+        for split, n_classes in TINY_MINI_CLASSES.items():
+            rows, taken = [], {}
+            for r in index:
+                if r["split"] != split:
+                    continue
+                if r["label"] not in taken and len(taken) == n_classes:
+                    break
+                taken.setdefault(r["label"], 0)
+                if taken[r["label"]] < TINY_MINI_PER_CLASS:
+                    taken[r["label"]] += 1
+                    with open(MINI_MIRROR / r["shard"], "rb") as shard:
+                        shard.seek(int(r["offset"]))
+                        rows.append((r["filename"], r["label"], shard.read(int(r["length"]))))
+            out[split] = rows
+        return out
+    first = 0
+    for split, n_classes in TINY_MINI_CLASSES.items():
+        out[split] = [
+            (f"n{first + c:08d}{i:08d}.jpg", f"n{first + c:08d}", _synthetic_jpeg(first + c, i))
+            for c in range(n_classes)
+            for i in range(TINY_MINI_PER_CLASS)
+        ]
+        first += n_classes
+    return out
+
+
+def _write_split_csvs(folder: Path, rows: dict[str, list[tuple[str, str, bytes]]]) -> None:
+    for split, items in rows.items():
+        with open(folder / f"{split}.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["filename", "label"])
+            writer.writerows((name, label) for name, label, _ in items)
+
+
+def write_mini_packed(folder: Path, rows: dict[str, list[tuple[str, str, bytes]]]) -> Path:
+    """The packed form: one shard per split, ``index.csv``, split CSVs and ``SHA256SUMS``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    index = [["split", "filename", "label", "shard", "offset", "length"]]
+    for split, items in rows.items():
+        offset, shard = 0, f"{split}-0.bin"
+        with open(folder / shard, "wb") as f:
+            for name, label, blob in items:
+                f.write(blob)
+                index.append([split, name, label, shard, offset, len(blob)])
+                offset += len(blob)
+    with open(folder / "index.csv", "w", newline="") as f:
+        csv.writer(f).writerows(index)
+    _write_split_csvs(folder, rows)
+    names = ["index.csv", *(f"{s}.csv" for s in rows), *(f"{s}-0.bin" for s in rows)]
+    sums = [f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}" for n in names]
+    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    return folder
+
+
+def write_mini_folder(folder: Path, rows: dict[str, list[tuple[str, str, bytes]]]) -> Path:
+    """The common form: split CSVs beside an ``images/`` folder of JPEGs."""
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    for items in rows.values():
+        for name, _, blob in items:
+            (folder / "images" / name).write_bytes(blob)
+    _write_split_csvs(folder, rows)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_mini_rows_cached() -> dict[str, list[tuple[str, str, bytes]]]:
+    return tiny_mini_rows()
+
+
+@pytest.fixture(scope="session")
+def tiny_mini_packed(tiny_mini_rows_cached, tmp_path_factory) -> Path:
+    """A tiny Mini-ImageNet in the packed form (5 / 5 / 5 classes x 20 images)."""
+    return write_mini_packed(tmp_path_factory.mktemp("tiny_mini") / "packed", tiny_mini_rows_cached)
+
+
+def tiny_mini_params(params: dict, source: Path) -> dict:
+    """``params`` with the Mini-ImageNet sections shrunk to the tiny data: seconds, not minutes."""
+    params["download"]["mini_imagenet"].update(
+        sources=[str(source)], classes=TINY_MINI_CLASSES, images_per_class=TINY_MINI_PER_CLASS
+    )
+    params["pretrain"]["mini_imagenet"].update(
+        train_per_class=TINY_MINI_PER_CLASS, epochs=2, batch=50, warmup_epochs=1, precision="fp32"
+    )
+    params["extract"]["mini_imagenet"].update(
+        per_class=dict.fromkeys(TINY_MINI_CLASSES, TINY_MINI_PER_CLASS), batch=32, precision="fp32"
+    )
+    params["episodes"]["mini_imagenet"].update(
+        query=5, val={"episodes": 8, "ways": [5], "shots": [1]}, test={"episodes": 20, "ways": [5], "shots": [1, 5]}
+    )
+    params["metatrain"]["mini_imagenet_5way"].update(TINY_TRAINING, batch=2, points=5, val_shots=[1])
+    params["evaluate"]["mini_imagenet"].update(models={"mini_imagenet_5way": [1, 5]}, samples=2, episodes_per_call=10)
+    return params
+
+
+@pytest.fixture(scope="session")
+def mini_store(tiny_mini_packed, tmp_path_factory) -> Path:
+    """The tiny Mini-ImageNet through the real download, pretrain and extract stages: a folder
+    with ``raw/images.h5``, ``simclr/simclr.pt`` and the feature store ``mini_imagenet.h5``."""
+    from metagmvae.pipeline import download, extract, pretrain
+
+    out = tmp_path_factory.mktemp("mini_store")
+    params = tiny_mini_params(yaml.safe_load((REPO / "params.yaml").read_text()), tiny_mini_packed)
+    download.run("mini_imagenet", params, out / "raw", REPO)
+    pretrain.run(
+        "mini_imagenet", params, out / "raw" / "images.h5", out / "simclr", out / "simclr.json", out / "resume"
+    )
+    extract.run(
+        "mini_imagenet", params, out / "raw" / "images.h5", out / "simclr" / "simclr.pt", out / "mini_imagenet.h5"
+    )
+    return out

@@ -87,11 +87,14 @@ def run_metatrain(params, store, folder):
         ({"batch": 0}, r"metatrain.omniglot_5way.batch = 0: must be > 0"),
         ({"steps": "many"}, r"metatrain.omniglot_5way.steps = 'many': expected int"),
         ({"device": "tpu"}, r"metatrain.omniglot_5way.device = 'tpu': must be one of \['auto', 'cpu', 'cuda'\]"),
-        ({"dataset": "cifar"}, r"metatrain.omniglot_5way.dataset = 'cifar': must be one of \['omniglot'\]"),
+        (
+            {"dataset": "cifar"},
+            r"metatrain.omniglot_5way.dataset = 'cifar': must be one of \['omniglot', 'mini_imagenet'\]",
+        ),
         ({"learning_rate": 1.0}, r"metatrain.omniglot_5way: unknown key\(s\) \['learning_rate'\]"),
         (
             {"model": {"kind": "pixels", "latent": 64, "hidden": 64, "heads": 3, "blocks": 2}},
-            r"set-encoder width 4 \* hidden = 256 is not divisible by heads = 3",
+            r"set-encoder width 256 is not divisible by heads = 3",
         ),
         ({"way": 30, "points": 5, "samples": 4}, r"way = 30 components need at least as many points"),
     ],
@@ -118,7 +121,10 @@ def test_cuda_requested_without_a_gpu(store, tmp_path, monkeypatch):
     "change,match",
     [
         ({"models": {"omniglot_5way": [0]}}, r"evaluate.omniglot.models.omniglot_5way = \[0\]: must be a non-empty"),
-        ({"baselines": ["knn"]}, r"evaluate.omniglot.baselines = \['knn'\]: must be drawn from \['pixel_1nn'\]"),
+        (
+            {"baselines": ["knn"]},
+            r"evaluate.omniglot.baselines = \['knn'\]: must be drawn from \['logistic_regression', 'pixel_1nn'\]",
+        ),
         ({"samples": 0}, r"evaluate.omniglot.samples = 0: must be > 0"),
     ],
 )

@@ -21,6 +21,22 @@ def test_parameter_counts_match_the_official_model():
     assert parameter_count(model.decoder) == 148_224 + 169_537
 
 
+FEATURES = {"kind": "features", "input_dim": 256, "latent": 32, "hidden": 512, "heads": 4, "blocks": 2}
+
+
+def test_feature_model_matches_the_official_mini_imagenet_model():
+    model = build_model(FEATURES)
+    assert parameter_count(model) == 953_664  # set encoder 526,336 + head 16,448 + decoder 410,880
+    assert parameter_count(model.encoder) == 0  # the cached features are the tokens
+    assert parameter_count(model.decoder) == 32 * 512 + 512 + 512 * 512 + 512 + 512 * 256 + 256
+    out = model.decoder(torch.randn(4, 32))
+    assert out.shape == (4, 256) and (out >= 0).all()  # final ReLU: non-negative like the features
+    target = torch.rand(4, 256)
+    assert torch.allclose(model.decoder.nll(out, target), (out - target).pow(2).sum(-1))
+    losses = model.loss(torch.rand(2, 5, 256), components=5, samples=3, em_iters=2)
+    assert torch.isfinite(losses.loss) and losses.rec > 0
+
+
 def test_encoder_and_decoder_shapes():
     model = build_model(PIXELS)
     assert model.encoder(torch.rand(3, 1, 28, 28)).shape == (3, 256)

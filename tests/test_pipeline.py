@@ -1,8 +1,10 @@
 """The DVC pipeline end to end on a tiny profile, in a temporary copy of the repository.
 
-Checks: `dvc repro` produces the metrics; a second `dvc repro` runs nothing; changing one
-`metatrain` parameter reruns only that model's `metatrain` and the `evaluate` stage;
-`dvc metrics diff` between two commits shows the change; MLflow holds the runs.
+Checks: `dvc repro` produces the metrics of both datasets; a second `dvc repro` runs nothing;
+changing one `metatrain` parameter reruns only that model's `metatrain` and the `evaluate`
+stage; `dvc metrics diff` between two commits shows the change; MLflow holds the runs; cached
+features pushed to a DVC remote are pulled by a second clone, which then reruns neither
+`pretrain` nor `extract`.
 """
 
 from __future__ import annotations
@@ -17,16 +19,17 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT, TINY_TRAINING
+from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT, TINY_TRAINING, tiny_mini_params
 
 from metagmvae.data import omniglot
 
 BIN = Path(sys.executable).parent
 
 
-def tiny_params(sources: Path) -> dict:
-    """The committed params.yaml, shrunk: 20 characters, 5- and 10-way models, a few steps."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+def tiny_params(sources: Path, mini_source: Path) -> dict:
+    """The committed params.yaml, shrunk: 20 characters, 5- and 10-way models, a few steps;
+    Mini-ImageNet with 5 classes per split and 20 images per class."""
+    params = tiny_mini_params(yaml.safe_load((REPO / "params.yaml").read_text()), mini_source)
     dl = params["download"]["omniglot"]
     dl["sources"] = [str(sources)]
     for name, chars in TINY_CHARACTERS.items():
@@ -38,7 +41,11 @@ def tiny_params(sources: Path) -> dict:
     )
     template = params["metatrain"]["omniglot_5way"]
     tiny = dict(template, **TINY_TRAINING)
-    params["metatrain"] = {"omniglot_5way": dict(tiny, way=5), "omniglot_10way": dict(tiny, way=10)}
+    params["metatrain"] = {
+        "omniglot_5way": dict(tiny, way=5),
+        "omniglot_10way": dict(tiny, way=10),
+        "mini_imagenet_5way": params["metatrain"]["mini_imagenet_5way"],
+    }
     params["evaluate"]["omniglot"].update(
         models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
     )
@@ -64,7 +71,7 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tiny_sources, tmp_path_factory) -> Path:
+def repo(tiny_sources, tiny_mini_packed, tmp_path_factory) -> Path:
     """A git + DVC copy of the repository's tracked files with the tiny profile committed."""
     dest = tmp_path_factory.mktemp("pipeline") / "repo"
     files = subprocess.run(
@@ -75,7 +82,7 @@ def repo(tiny_sources, tmp_path_factory) -> Path:
         if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "plots/")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_sources), sort_keys=False))
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_sources, tiny_mini_packed), sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run(["git", "init", "-q"], dest)
     run([*git, "add", "-A"], dest)
@@ -91,11 +98,17 @@ def first_repro(repo) -> str:
 def test_repro_produces_metrics_for_every_setting(repo, first_repro):
     assert stages_run(first_repro) == {
         "download@omniglot",
+        "download@mini_imagenet",
         "augment",
+        "pretrain",
+        "extract",
         "episodes@omniglot",
+        "episodes@mini_imagenet",
         "metatrain@omniglot_5way",
         "metatrain@omniglot_10way",
+        "metatrain@mini_imagenet_5way",
         "evaluate@omniglot",
+        "evaluate@mini_imagenet",
     }
     metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())
     for method in ("meta_gmvae", "pixel_1nn"):
@@ -114,6 +127,16 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         assert (repo / "plots" / "omniglot" / name / "reconstructions.png").stat().st_size > 1000
         train_metrics = json.loads((repo / "metrics" / "train" / f"{name}.json").read_text())
         assert train_metrics["steps"] == 6 and train_metrics["train_seconds"] > 0
+    mini = json.loads((repo / "metrics" / "mini_imagenet.json").read_text())
+    for method in ("meta_gmvae", "logistic_regression"):
+        assert sorted(mini[method]) == ["5way_1shot", "5way_5shot"]
+        assert all(res["episodes"] == 20 for res in mini[method].values())
+    assert sorted(p.name for p in (repo / "models" / "mini_imagenet" / "mini_imagenet_5way").iterdir()) == [
+        "best_1shot.pt",  # every test shot uses the 1-shot selection
+        "history.json",
+        "summary.json",
+    ]
+    assert json.loads((repo / "metrics" / "train" / "simclr.json").read_text())["epochs"] == 2
     assert not list((repo / ".resume").glob("*")), "resume state is removed after a finished run"
 
 
@@ -156,3 +179,23 @@ def test_mlflow_holds_the_runs(repo, first_repro):
     assert [m.step for m in history] == [2, 4, 6]
     artifacts = {a.path for a in client.list_artifacts(train_run.info.run_id, "plots")}
     assert {"plots/training.png", "plots/reconstructions.png"} <= artifacts
+
+
+def test_shared_features_are_pulled_not_recomputed(repo, first_repro, tmp_path):
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run(["dvc", "remote", "add", "-d", "team", str(tmp_path / "remote")], repo)
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "results and the team remote", "--allow-empty"], repo)
+    run(["dvc", "push"], repo)
+
+    clone = tmp_path / "clone"
+    run(["git", "clone", "-q", str(repo), str(clone)], tmp_path)
+    run(["dvc", "pull"], clone)
+    features = Path("data") / "mini_imagenet" / "mini_imagenet.h5"
+    assert (clone / features).read_bytes() == (repo / features).read_bytes()
+    assert stages_run(run(["dvc", "repro"], clone)) == set()
+    # a teammate's change to the meta-learner reuses the pulled features
+    params = yaml.safe_load((clone / "params.yaml").read_text())
+    params["metatrain"]["mini_imagenet_5way"]["lr"] = 0.0003
+    (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    assert stages_run(run(["dvc", "repro"], clone)) == {"metatrain@mini_imagenet_5way", "evaluate@mini_imagenet"}

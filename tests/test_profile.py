@@ -6,6 +6,7 @@ from conftest import REPO
 
 from metagmvae.config import ConfigError
 from metagmvae.pipeline.metatrain import train_config
+from metagmvae.pipeline.pretrain import pretrain_config
 from metagmvae.profile import load_profile, merge, set_param_args
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -19,6 +20,23 @@ def test_paper_profile_gives_the_official_settings():
         assert cfg.em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "fp32"
     assert paper["episodes"]["omniglot"]["val"] == {**PARAMS["episodes"]["omniglot"]["val"], "episodes": 1000}
     assert PARAMS["metatrain"]["omniglot_5way"]["batch"] == 1  # the base is not modified
+
+
+def test_paper_profile_gives_the_official_mini_imagenet_settings():
+    paper = merge(PARAMS, load_profile("paper"))
+    cfg = train_config(paper, "mini_imagenet_5way")
+    assert (cfg.batch, cfg.points, cfg.samples, cfg.steps, cfg.lr, cfg.weight_decay) == (16, 5, 256, 15000, 1e-4, 5e-2)
+    assert cfg.model["latent"] == 32 and cfg.model["hidden"] == 512 and cfg.val_shots == [1]
+    simclr = pretrain_config(paper, "mini_imagenet")
+    assert (simclr.train_per_class, simclr.epochs, simclr.batch, simclr.lr, simclr.temperature) == (
+        600,
+        400,
+        512,
+        1e-3,
+        0.5,
+    )
+    assert paper["extract"]["mini_imagenet"]["per_class"] == {"train": 600, "val": 600, "test": 600}
+    assert paper["evaluate"]["mini_imagenet"]["models"] == {"mini_imagenet_5way": [1, 5, 20, 50]}
 
 
 def test_set_param_arguments_round_trip():

@@ -30,7 +30,8 @@ def resolve_source(source: str, root: Path) -> str:
     return str(path if path.is_absolute() else (root / path).resolve())
 
 
-def _copy_from(source: str, name: str, dest: Path, timeout: float) -> None:
+def copy_from(source: str, name: str, dest: Path, timeout: float) -> None:
+    """Copy ``<source>/<name>`` (a URL or a resolved folder) to ``dest``."""
     if source.startswith(URL_SCHEMES):
         with urllib.request.urlopen(f"{source}/{name}", timeout=timeout) as response, open(dest, "wb") as f:
             shutil.copyfileobj(response, f)
@@ -61,7 +62,7 @@ def fetch_verified(
         resolved = resolve_source(source, root)
         try:
             with atomic_path(dest) as tmp:
-                _copy_from(resolved, name, tmp, timeout)
+                copy_from(resolved, name, tmp, timeout)
                 result = verify(tmp)
             return resolved, result
         except (OSError, urllib.error.URLError, ValueError) as exc:

@@ -1,44 +1,63 @@
 """Where each dataset's class-structured store lives and how to read one split of it.
 
 A store holds, per split, items of shape ``[classes, instances, *item]``: Omniglot images
-``[C, 20, 1, 28, 28]`` in [0, 1].
+``[C, 20, 1, 28, 28]`` in [0, 1], or Mini-ImageNet SimCLR features ``[C, 600, 256]``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from metagmvae.config import ConfigError
-from metagmvae.data import hdf5, omniglot
-
-STORES = {"omniglot": (Path("data/omniglot/omniglot.h5"), omniglot.FORMAT)}
+from metagmvae.data import features, hdf5, omniglot
 
 
-def _store(dataset: str) -> tuple[Path, str]:
+def _load_features(path: Path, split: str) -> np.ndarray:
+    with features.FeatureStore(path) as store:
+        return store.load(split)
+
+
+@dataclass(frozen=True)
+class StoreSpec:
+    format: str
+    items: str  # the per-split dataset holding [classes, instances, ...]
+    loader: Callable[[Path, str], np.ndarray]
+
+
+STORES = {
+    "omniglot": StoreSpec(omniglot.FORMAT, "images", omniglot.load_split),
+    "mini_imagenet": StoreSpec(features.FORMAT, "features", _load_features),
+}
+
+
+def _spec(dataset: str) -> StoreSpec:
     if dataset not in STORES:
         raise ConfigError(f"dataset = {dataset!r}: unknown; expected one of {sorted(STORES)}")
     return STORES[dataset]
 
 
 def store_path(dataset: str) -> Path:
-    """Path of the dataset's store, relative to the repository root."""
-    return _store(dataset)[0]
+    """Path of the dataset's store, relative to the repository root: ``data/<dataset>/<dataset>.h5``."""
+    _spec(dataset)
+    return Path("data") / dataset / f"{dataset}.h5"
 
 
 def split_shape(dataset: str, split: str, path: Path | None = None) -> tuple[int, int]:
     """``(classes, instances per class)`` of one split, read from the file's metadata only."""
-    default, fmt = _store(dataset)
-    path = path or default
-    with hdf5.open_store(path, fmt) as f:
+    spec = _spec(dataset)
+    path = path or store_path(dataset)
+    with hdf5.open_store(path, spec.format) as f:
         if split not in f:
             raise hdf5.StoreError(f"{path}: has no split {split!r} (found {sorted(f)})")
-        shape = f[split]["images"].shape
+        shape = f[split][spec.items].shape
     return int(shape[0]), int(shape[1])
 
 
 def load_split(dataset: str, split: str, path: Path | None = None) -> np.ndarray:
     """All items of one split, float32 ``[classes, instances, *item]``."""
-    default, _ = _store(dataset)
-    return omniglot.load_split(path or default, split)
+    spec = _spec(dataset)
+    return spec.loader(path or store_path(dataset), split)

@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from torch import nn
+
 from metagmvae.config import Checker, ConfigError, one_of, positive
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.models.gmvae import MetaGMVAE
+from metagmvae.models.mlp import FeatureDecoder
 
-MODEL_KINDS = ("pixels",)
+MODEL_KINDS = ("pixels", "features")
 
 
 def model_config(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
@@ -22,24 +25,36 @@ def model_config(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
         "heads": check.get("heads", int, positive),
         "blocks": check.get("blocks", int, positive),
     }
+    if out["kind"] == "features":  # the width of the cached feature vectors
+        out["input_dim"] = check.get("input_dim", int, positive)
     check.done()
-    if (out["hidden"] * 4) % out["heads"]:
-        raise ConfigError(
-            f"{where}: set-encoder width 4 * hidden = {out['hidden'] * 4} is not divisible by heads = {out['heads']}"
-        )
+    width = token_width(out)
+    if width % out["heads"]:
+        raise ConfigError(f"{where}: set-encoder width {width} is not divisible by heads = {out['heads']}")
     return out
 
 
+def token_width(cfg: Mapping[str, Any]) -> int:
+    """Width d of the set encoder's tokens: Conv4 output (hidden x 2 x 2) or the feature size."""
+    return cfg["hidden"] * 4 if cfg["kind"] == "pixels" else cfg["input_dim"]
+
+
 def build_model(cfg: Mapping[str, Any]) -> MetaGMVAE:
-    """``cfg`` keys: ``kind`` (``pixels``), ``latent``, ``hidden``, ``heads``, ``blocks``."""
+    """A Meta-GMVAE from a validated ``model`` section (see :func:`model_config`).
+
+    ``pixels``: Conv4 encoder (``hidden`` channels) and the transposed-conv Bernoulli decoder;
+    ``features``: no image encoder (cached features are the tokens) and the MLP Gaussian decoder
+    with ``hidden`` units.
+    """
     kind = cfg["kind"]
     if kind == "pixels":
-        hidden = cfg["hidden"]
-        encoder = ConvEncoder(in_channels=1, hidden=hidden, blocks=4, ceil_mode=True)
-        decoder = DeconvDecoder(latent=cfg["latent"], hidden=hidden)
-        token_dim = hidden * 4  # [hidden, 2, 2] flattened
+        encoder = ConvEncoder(in_channels=1, hidden=cfg["hidden"], blocks=4, ceil_mode=True)
+        decoder = DeconvDecoder(latent=cfg["latent"], hidden=cfg["hidden"])
+    elif kind == "features":
+        encoder = nn.Identity()
+        decoder = FeatureDecoder(latent=cfg["latent"], hidden=cfg["hidden"], out=cfg["input_dim"])
     else:
-        raise ValueError(f"unknown model kind {kind!r}; expected 'pixels'")
+        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
     return MetaGMVAE(
-        encoder, decoder, token_dim=token_dim, latent=cfg["latent"], heads=cfg["heads"], blocks=cfg["blocks"]
+        encoder, decoder, token_dim=token_width(cfg), latent=cfg["latent"], heads=cfg["heads"], blocks=cfg["blocks"]
     )

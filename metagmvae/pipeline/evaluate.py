@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
 from metagmvae import plots
-from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, positive_ints, section
+from metagmvae.baselines import BASELINES
+from metagmvae.config import Checker, ConfigError, non_negative, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import load_split
-from metagmvae.evaluate import episode_accuracies, nearest_neighbour_predictor, summarize
+from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import write_json
 from metagmvae.paper import PAPER_RESULTS
-from metagmvae.runtime import DEVICES, PRECISIONS, make_runtime
+from metagmvae.runtime import make_runtime, runtime_params
 from metagmvae.tracking import start_run
 from metagmvae.train import checkpoint_for, load_model
-
-BASELINES = {"pixel_1nn": nearest_neighbour_predictor}
 
 
 def _report(method: str, key: str, res: dict) -> None:
@@ -53,9 +53,7 @@ def eval_config(params: dict, dataset: str) -> EvalConfig:
         em_iters=check.get("em_iters", int, positive),
         episodes_per_call=check.get("episodes_per_call", int, positive),
         seed=check.get("seed", int, non_negative),
-        device=check.get("device", str, one_of(*DEVICES)),
-        precision=check.get("precision", str, one_of(*PRECISIONS)),
-        channels_last=check.get("channels_last", bool),
+        **runtime_params(check),
     )
     check.done()
     for name, shots in cfg.models.items():
@@ -76,6 +74,8 @@ def run(
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}
+    train = functools.cache(lambda: torch.from_numpy(load_split(dataset, "train", store)))
+    baselines = {name: BASELINES[name](train) for name in cfg.baselines}
     run_params = {"dataset": dataset, **asdict(cfg), "device_resolved": str(rt.device)}
     with start_run("evaluate", f"evaluate-{dataset}", run_params) as tracker:
         for name, shots in cfg.models.items():
@@ -96,8 +96,8 @@ def run(
                     episode_accuracies(predict, tokens, eps, cfg.episodes_per_call, key)
                 )
                 _report("meta_gmvae", key, results["meta_gmvae"][key])
-                for baseline in cfg.baselines:
-                    accs = episode_accuracies(BASELINES[baseline], test, eps, cfg.episodes_per_call)
+                for baseline, predict_baseline in baselines.items():
+                    accs = episode_accuracies(predict_baseline, test, eps, cfg.episodes_per_call)
                     results[baseline][key] = summarize(accs)
                     _report(baseline, key, results[baseline][key])
         write_json(out_path, results)

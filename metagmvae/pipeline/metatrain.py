@@ -12,7 +12,7 @@ from metagmvae.data.episodes import check_episode_shape, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.io import write_json
 from metagmvae.models.build import model_config
-from metagmvae.runtime import DEVICES, PRECISIONS, make_runtime
+from metagmvae.runtime import make_runtime, runtime_params
 from metagmvae.tracking import start_run
 from metagmvae.train import TrainConfig, train
 
@@ -43,9 +43,7 @@ def train_config(params: dict, name: str) -> TrainConfig:
         checkpoint_every=check.get("checkpoint_every", int, positive),
         log_every=check.get("log_every", int, positive),
         seed=check.get("seed", int, non_negative),
-        device=check.get("device", str, one_of(*DEVICES)),
-        precision=check.get("precision", str, one_of(*PRECISIONS)),
-        channels_last=check.get("channels_last", bool),
+        **runtime_params(check),
     )
     check.done()
     if cfg.way > cfg.points * cfg.samples:

@@ -1,0 +1,190 @@
+"""SimCLR pre-training loop: epochs over a shuffled, rank-sharded dataset, a warm-up + cosine
+learning rate, a checkpoint every epoch, resume after an interruption.
+
+Learning rate (a deliberate deviation): linear warm-up from 0 over ``warmup_epochs``, then one
+half-cosine from ``lr`` to 0 at the last step, stepped every iteration. The official code keeps
+the rate constant for 10 epochs and then steps a cosine with a 75-epoch period once per epoch,
+which makes it oscillate (zero at epochs 85, 235 and 385; spec section 1.3).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+
+from metagmvae import checkpoint, simclr
+from metagmvae.distributed import (
+    SINGLE_PROCESS,
+    Context,
+    all_reduce_sum,
+    barrier,
+    convert_sync_batchnorm,
+    gather_objects,
+)
+from metagmvae.io import atomic_dir, write_json
+from metagmvae.progress import progress as progress_bar
+from metagmvae.runtime import Runtime
+from metagmvae.tracking import Run
+from metagmvae.train import NonFiniteLossError
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """The ``pretrain.<dataset>`` section (see params.yaml)."""
+
+    train_per_class: int  # images per training class used (600 = all)
+    epochs: int
+    batch: int  # global batch of images (2 views each), split over processes
+    lr: float
+    warmup_epochs: int
+    weight_decay: float
+    temperature: float
+    hidden: int  # Conv5 width
+    seed: int
+    device: str
+    precision: str
+    channels_last: bool
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+
+
+@dataclass
+class PretrainHistory:
+    """Per-epoch mean loss and the learning rate at the epoch's end."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+
+
+def learning_rate(step: int, total: int, warmup: int, base: float) -> float:
+    """Linear warm-up over ``warmup`` steps, then a half-cosine to 0 at step ``total``."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    progress = (step - warmup) / max(total - warmup, 1)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def pretrain(
+    cfg: PretrainConfig,
+    rt: Runtime,
+    images: torch.Tensor,
+    out_dir: Path,
+    resume_root: Path,
+    run: Run,
+    ctx: Context = SINGLE_PROCESS,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train SimCLR on ``images`` (uint8 ``[N, 3, 84, 84]`` on ``rt.device``); the main process
+    writes ``out_dir`` (``simclr.pt``: encoder and projector weights with the configuration;
+    ``history.json``). Returns a summary with the wall-clock training time."""
+    if cfg.batch % ctx.world:
+        raise ValueError(f"pretrain batch {cfg.batch} is not divisible by the {ctx.world} processes")
+    steps_per_epoch = images.shape[0] // cfg.batch
+    if steps_per_epoch == 0:
+        raise ValueError(f"pretrain batch {cfg.batch} is larger than the {images.shape[0]} training images")
+    total_steps, warmup = steps_per_epoch * cfg.epochs, steps_per_epoch * cfg.warmup_epochs
+    local = cfg.batch // ctx.world
+
+    torch.manual_seed(cfg.seed)
+    model = rt.prepare(simclr.SimCLR(cfg.hidden))
+    if ctx.world > 1:
+        model = convert_sync_batchnorm(model)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    order_gen = rt.generator(cfg.seed)  # same permutation on every process
+    view_gen = rt.generator(cfg.seed * 1000 + 1 + ctx.rank)  # different views on every process
+    history, epoch, elapsed = PretrainHistory(), 0, 0.0
+
+    resume_dir = resume_root / f"{out_dir.name}-{cfg.fingerprint()}-w{ctx.world}"
+    state_path = resume_dir / "state.pt"
+    if state_path.exists():
+        state = checkpoint.load(state_path, rt.device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        order_gen.set_state(state["order_rng"].cpu())
+        view_gen.set_state(state["view_rng"][ctx.rank].cpu())
+        history, epoch, elapsed = PretrainHistory(**state["history"]), state["epoch"], state["elapsed"]
+
+    net = DistributedDataParallel(model) if ctx.world > 1 else model
+    bar = progress_bar(
+        total=total_steps,
+        initial=epoch * steps_per_epoch,
+        desc="pretrain simclr",
+        unit="step",
+        disable=not (progress and ctx.main),
+    )
+    model.train()
+    while epoch < cfg.epochs:
+        tick = time.perf_counter()
+        order = torch.randperm(images.shape[0], generator=order_gen, device=rt.device)
+        loss_sum = 0.0
+        for i in range(steps_per_epoch):
+            step = epoch * steps_per_epoch + i
+            lr = learning_rate(step, total_steps, warmup, cfg.lr)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            batch = images[order[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
+            view1, view2 = simclr.augment(batch, view_gen), simclr.augment(batch, view_gen)
+            if rt.channels_last:
+                view1, view2 = (v.contiguous(memory_format=torch.channels_last) for v in (view1, view2))
+            with rt.autocast():
+                p1, p2 = net(view1, view2)
+            loss = simclr.nt_xent(p1, p2, cfg.temperature, ctx.rank)
+            if not torch.isfinite(loss):
+                raise NonFiniteLossError(f"pretrain step {step + 1}: NT-Xent loss is not finite ({loss.item()})")
+            optimizer.zero_grad(set_to_none=True)
+            (loss * ctx.world).backward()  # DDP averages gradients; the global loss is the sum
+            optimizer.step()
+            loss_sum += float(all_reduce_sum(loss.detach()))
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_sum / (i + 1):.3f}", lr=f"{lr:.2e}")
+        epoch += 1
+        elapsed += time.perf_counter() - tick
+        history.epoch.append(epoch)
+        history.loss.append(loss_sum / steps_per_epoch)
+        history.lr.append(lr)
+        run.log_metrics({"pretrain/loss": history.loss[-1], "pretrain/lr": lr, "pretrain/seconds": elapsed}, step=epoch)
+        views = gather_objects(view_gen.get_state())
+        if ctx.main:
+            checkpoint.save(
+                state_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "order_rng": order_gen.get_state(),
+                    "view_rng": views,
+                    "history": asdict(history),
+                    "epoch": epoch,
+                    "elapsed": elapsed,
+                    "config": asdict(cfg),
+                },
+            )
+        barrier()
+    bar.close()
+
+    summary = {"epochs": epoch, "final_loss": round(history.loss[-1], 4), "fingerprint": cfg.fingerprint()}
+    if ctx.main:
+        with atomic_dir(out_dir) as tmp:
+            checkpoint.save(tmp / "simclr.pt", {"model": model.state_dict(), "config": asdict(cfg), "epochs": epoch})
+            write_json(tmp / "history.json", asdict(history))
+        shutil.rmtree(resume_dir)
+    barrier()
+    return summary | {"train_seconds": round(elapsed, 1), "seconds_per_epoch": round(elapsed / max(epoch, 1), 2)}
+
+
+def load_encoder(path: Path, rt: Runtime) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The Conv5 encoder of a ``simclr.pt`` checkpoint, in eval mode, and its configuration."""
+    state = checkpoint.load(path, rt.device)
+    model = simclr.SimCLR(state["config"]["hidden"])
+    model.load_state_dict(state["model"])
+    return rt.prepare(model.encoder).eval(), state["config"]

@@ -1,0 +1,56 @@
+"""Baselines: the batched logistic regression reaches each episode's own optimum; 1-NN."""
+
+from __future__ import annotations
+
+import torch
+from torch.nn import functional as F
+
+from metagmvae.baselines import fit_logistic_regression, logistic_regression, nearest_neighbour
+
+
+def objective(w, b, x, y, c=1.0):
+    logits = x @ w.T + b
+    return c * F.cross_entropy(logits, y, reduction="sum") + 0.5 * w.pow(2).sum()
+
+
+def test_batched_fit_reaches_every_episodes_optimum():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 15, 6, generator=gen, dtype=torch.float64)
+    y = torch.arange(3).repeat_interleave(5).expand(4, 15)
+    w, b = fit_logistic_regression(x, y, 3)
+    for e in range(4):
+        we, be = w[e].clone().requires_grad_(True), b[e].clone().requires_grad_(True)
+        loss = objective(we, be, x[e], y[e])
+        gw, gb = torch.autograd.grad(loss, (we, be))
+        assert gw.abs().max() < 1e-5 and gb.abs().max() < 1e-5  # stationary: the convex optimum
+        alone_w, alone_b = fit_logistic_regression(x[e : e + 1], y[e : e + 1], 3)
+        assert torch.allclose(alone_w[0], w[e], atol=1e-5) and torch.allclose(alone_b[0], b[e], atol=1e-5)
+    # the L2 penalty matters: a weaker C gives smaller weights
+    w_small, _ = fit_logistic_regression(x, y, 3, c=0.01)
+    assert w_small.norm() < 0.2 * w.norm()
+
+
+def test_logistic_regression_standardises_with_training_statistics():
+    gen = torch.Generator().manual_seed(1)
+    centres = torch.randn(5, 8, generator=gen) * 3
+    train = centres[:, None] + torch.randn(5, 20, 8, generator=gen)
+    # a huge, uninformative offset and scale on one feature: standardisation removes it
+    shift = torch.zeros(8)
+    shift[0] = 1e4
+    train = train * torch.cat([torch.tensor([1e3]), torch.ones(7)]) + shift
+    support = train[:, :1].reshape(1, 5, 8)
+    query = train[:, 1:].reshape(1, 95, 8)
+    ys = torch.arange(5).view(1, 5)
+    yq = torch.arange(5).repeat_interleave(19).view(1, 95)
+    pred = logistic_regression(lambda: train)(support, ys, query, 5)
+    assert (pred == yq).double().mean() > 0.7
+    loaded = []
+    logistic_regression(lambda: loaded.append(1) or train)
+    assert loaded == [1]  # the training split is read once, when the baseline is built
+
+
+def test_nearest_neighbour_picks_the_closest_support_point():
+    support = torch.tensor([[[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]]])
+    labels = torch.tensor([[2, 0, 1]])
+    query = torch.tensor([[[1.0, 1.0], [9.0, 1.0], [1.0, 8.0], [6.0, 0.0]]])
+    assert nearest_neighbour()(support, labels, query, 3).tolist() == [[2, 0, 1, 0]]
