@@ -27,6 +27,7 @@ from metagmvae.data.episodes import EpisodeSet, sample_training_batch
 from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import atomic_dir, write_json
 from metagmvae.models import MetaGMVAE, build_model
+from metagmvae.models.gmvae import Losses
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
@@ -90,6 +91,32 @@ def check_finite(step: int, terms: dict[str, torch.Tensor]) -> None:
             raise NonFiniteLossError(
                 f"step {step}: {name} is not finite ({value.item() if value.numel() == 1 else value})"
             )
+
+
+def train_step(
+    model: MetaGMVAE,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    way: int,
+    samples: int,
+    em_iters: int,
+    fix_pi: bool,
+    rt: Runtime,
+    generator: torch.Generator,
+    step: int,
+) -> Losses:
+    """One optimisation step on unlabeled episodes ``x`` ``[B, M, *item]``: the loss under the
+    runtime's autocast, backward, Adam. Stops with :class:`NonFiniteLossError` (naming ``step``
+    and the term) before a NaN or Inf reaches the weights."""
+    with rt.autocast():
+        losses = model.loss(x, way, samples, em_iters, fix_pi, generator)
+    check_finite(step, {"loss": losses.loss, "rec": losses.rec, "kl": losses.kl})
+    optimizer.zero_grad(set_to_none=True)
+    losses.loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)
+    check_finite(step, {"gradient norm": grad_norm})
+    optimizer.step()
+    return losses
 
 
 def validate(
@@ -189,14 +216,7 @@ def train(
     while step < cfg.steps:
         tick = time.perf_counter()
         x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
-        with rt.autocast():
-            losses = model.loss(x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, gen)
-        check_finite(step + 1, {"loss": losses.loss, "rec": losses.rec, "kl": losses.kl})
-        optimizer.zero_grad(set_to_none=True)
-        losses.loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)
-        check_finite(step + 1, {"gradient norm": grad_norm})
-        optimizer.step()
+        losses = train_step(model, optimizer, x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, rt, gen, step + 1)
         step += 1
         elapsed += time.perf_counter() - tick
         for key in sums:

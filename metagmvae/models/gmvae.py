@@ -74,14 +74,22 @@ class MetaGMVAE(nn.Module):
 
     @staticmethod
     def sample(
-        mean: torch.Tensor, logvar: torch.Tensor, samples: int, generator: torch.Generator | None = None
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        samples: int,
+        generator: torch.Generator | None = None,
+        eps: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Reparameterised draws ``z = mean + exp(logvar / 2) * eps``.
+        """Reparameterised draws ``z = mean + exp(logvar / 2) * eps``, with ``eps`` drawn from
+        ``generator`` unless given (standard normal ``[B, M, S, D]``).
 
         Returns ``(z [B, M, S, D], eps [B, M, S, D])``.
         """
         shape = (*mean.shape[:2], samples, mean.shape[-1])
-        eps = torch.randn(shape, device=mean.device, generator=generator)
+        if eps is None:
+            eps = torch.randn(shape, device=mean.device, generator=generator)
+        elif eps.shape != shape:
+            raise ValueError(f"noise of shape {tuple(eps.shape)} given, expected {shape}")
         return mean.unsqueeze(2) + (0.5 * logvar).exp().unsqueeze(2) * eps, eps
 
     def loss(
@@ -132,6 +140,7 @@ class MetaGMVAE(nn.Module):
         samples: int,
         em_iters: int,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Transductive few-shot prediction with the semi-supervised EM (spec section 4).
 
@@ -140,6 +149,8 @@ class MetaGMVAE(nn.Module):
             support_labels: ``[E, W*s]`` in ``[0, way)``.
             query: ``[E, W*Q, d]`` encoder tokens of the queries.
             samples: S_test Monte-Carlo samples per point.
+            noise: optional standard-normal draws ``[E, W*s + W*Q, S, D]`` used instead of
+                drawing from ``generator`` (episodes then do not depend on their batch).
 
         Returns:
             ``[E, W*Q]`` predicted labels: posteriors averaged over each query's S samples
@@ -147,7 +158,7 @@ class MetaGMVAE(nn.Module):
         """
         n_sup, n_query = support.shape[1], query.shape[1]
         mean, logvar = self.posterior_from_tokens(torch.cat([support, query], 1))
-        z, _ = self.sample(mean, logvar, samples, generator)  # [E, Ns + Nq, S, D]
+        z, _ = self.sample(mean, logvar, samples, generator, noise)  # [E, Ns + Nq, S, D]
         e, d = z.shape[0], z.shape[-1]
         z_sup = z[:, :n_sup].reshape(e, n_sup * samples, d)
         y_sup = support_labels.repeat_interleave(samples, dim=1)
