@@ -15,7 +15,6 @@ kept as they are (no re-encoding); decoding happens in the stages that need pixe
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +25,7 @@ import torch
 from PIL import Image
 
 from metagmvae.data import hdf5
+from metagmvae.io import sha256_file
 from metagmvae.progress import progress as progress_bar
 
 FORMAT = "metagmvae.jpegs.v1"
@@ -61,14 +61,6 @@ def _read_split_csv(path: Path) -> list[tuple[str, str]]:
         return [(row["filename"], row["label"]) for row in reader]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _check_sums(folder: Path) -> None:
     sums = folder / "SHA256SUMS"
     if not sums.is_file():
@@ -80,7 +72,7 @@ def _check_sums(folder: Path) -> None:
         path = folder / name.strip().lstrip("*")
         if not path.is_file():
             raise SourceDataError(f"{path}: listed in SHA256SUMS but missing")
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             raise SourceDataError(f"{path}: SHA-256 does not match SHA256SUMS (truncated or modified)")
 
 

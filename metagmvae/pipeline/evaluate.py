@@ -79,13 +79,17 @@ def run(
     run_params = {"dataset": dataset, **asdict(cfg), "device_resolved": str(rt.device)}
     with start_run("evaluate", f"evaluate-{dataset}", run_params) as tracker:
         for name, shots in cfg.models.items():
+            encoded = {}  # checkpoint -> (model, its config, test tokens): Mini-ImageNet tests one at every shot
             for shot in shots:
-                model, train_cfg = load_model(checkpoint_for(models_dir / name, shot), rt)
+                path = checkpoint_for(models_dir / name, shot)
+                if path not in encoded:
+                    model, train_cfg = load_model(path, rt)
+                    with rt.autocast():
+                        encoded[path] = (model, train_cfg, model.encode(test))
+                model, train_cfg, tokens = encoded[path]
                 eps = read_episodes(episodes_path, "test", train_cfg["way"], shot)
                 check_episode_shape(test.shape[0], test.shape[1], eps.way, eps.shot, eps.query)
                 gen = rt.generator(cfg.seed)
-                with rt.autocast():
-                    tokens = model.encode(test)
 
                 def predict(support, y_support, query, way, model=model, gen=gen):
                     with rt.autocast():

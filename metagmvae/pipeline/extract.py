@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,12 @@ import torch
 from metagmvae import simclr
 from metagmvae.config import Checker, ConfigError, positive, section
 from metagmvae.data import features, mini_imagenet
+from metagmvae.io import sha256_file
 from metagmvae.pretrain import load_encoder
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime, make_runtime, runtime_params
 
 SPLITS = mini_imagenet.SPLITS
-
-
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @torch.inference_mode()
@@ -61,5 +57,5 @@ def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_p
         feats = encode_images(encoder, data.images.flatten(0, 1), rt, batch, f"extract {split}")
         splits[split] = (feats.reshape(c, n, -1), data.class_names, data.filenames)
         print(f"extract {split}: {c} classes x {n} images -> features {feats.shape[1]}")
-    features.write_features(out_path, splits, {"encoder_sha256": file_sha256(encoder_path), "dataset": dataset})
+    features.write_features(out_path, splits, {"encoder_sha256": sha256_file(encoder_path), "dataset": dataset})
     return {split: value[0].shape for split, value in splits.items()}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -48,7 +48,7 @@ def run(dataset: str, params: dict, images_path: Path, out_dir: Path, metrics_pa
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     ctx = init_from_env(rt.device.type)
     if rt.device.type == "cuda":
-        rt = type(rt)(torch.device("cuda", ctx.local_rank), rt.precision, rt.channels_last)
+        rt = replace(rt, device=torch.device("cuda", ctx.local_rank))
     images = mini_imagenet.load_images(images_path, "train", cfg.train_per_class).images
     images = images.flatten(0, 1).to(rt.device)  # [classes * per_class, 3, 84, 84] uint8
     if ctx.main:
