@@ -46,3 +46,27 @@ def episode_accuracies(
         pred = predict(support, y_support, query, episodes.way)
         out.append((pred == y_query).double().mean(1).cpu().numpy())
     return np.concatenate(out)
+
+
+def model_accuracies(
+    model,
+    rt,
+    tokens: torch.Tensor,
+    episodes: EpisodeSet,
+    samples: int,
+    em_iters: int,
+    episodes_per_call: int,
+    seed: int,
+    progress: str | None = None,
+) -> np.ndarray:
+    """Per-episode accuracy of a Meta-GMVAE ``model`` (``[n]`` in [0, 1]), predicting with
+    ``samples`` Monte-Carlo samples and ``em_iters`` semi-supervised EM steps under the
+    runtime ``rt``'s autocast; ``tokens`` are the encoded class-structured inputs
+    ``model.encode(data)``. The sampling noise is seeded by ``seed`` alone."""
+    gen = rt.generator(seed)
+
+    def predict(support, y_support, query, way):
+        with rt.autocast():
+            return model.predict(support, y_support, query, way, samples, em_iters, gen)
+
+    return episode_accuracies(predict, tokens, episodes, episodes_per_call, progress)

@@ -97,3 +97,45 @@ def accuracy_figure(results: dict[str, dict[str, dict]], paper: dict[str, tuple[
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
     _save(fig, path)
+
+
+def accuracy_vs_time(record: dict, path: Path) -> None:
+    """Test accuracy (95% CI bars) of the snapshots of one training run against training
+    minutes, with the official code's CPU figure, pixel 1-NN and the paper's final values.
+
+    record: the :mod:`metagmvae.timecurve` JSON (``points`` with ``minutes`` and per-setting
+    ``{"accuracy", "ci95"}``; ``official_cpu``, ``pixel_1nn``, ``paper``).
+    """
+    points = record["points"]
+    minutes = [p["minutes"] for p in points]
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for key, color in (("5way_1shot", "tab:blue"), ("5way_5shot", "tab:orange")):
+        label = key.replace("5way_", "5-way ").replace("shot", "-shot")
+        acc = [p[key]["accuracy"] for p in points]
+        ci = [p[key]["ci95"] for p in points]
+        ax.errorbar(minutes, acc, yerr=ci, marker="o", capsize=3, color=color, label=f"this project, {label}")
+        ax.axhline(record["pixel_1nn"][key], color=color, ls="--", lw=1, label=f"pixel 1-NN, {label}")
+        ax.axhline(record["paper"][key], color=color, ls=":", lw=1, label=f"paper (60k GPU steps), {label}")
+    official = record["official_cpu"]
+    ax.scatter(
+        [official["minutes"]],
+        [official["5way_1shot"]],
+        marker="X",
+        s=120,
+        color="tab:red",
+        zorder=4,
+        label="official code, 5-way 1-shot",
+    )
+    ax.set_xlabel("training wall time (minutes)")
+    ax.set_ylabel("test accuracy, 1000 episodes (%)")
+    ax.set_ylim(20, 100)
+    ax.set_xlim(0, max(minutes + [official["minutes"]]) * 1.05)
+    ax.grid(alpha=0.3)
+    info = record["machine"]
+    ax.set_title(
+        f"Omniglot 5-way, profile '{record['profile']}' on {info.get('cpu', info.get('gpu', ''))[:40]}, "
+        f"{info['threads']} threads",
+        fontsize=9,
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    _save(fig, path)

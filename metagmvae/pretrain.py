@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,6 +32,7 @@ from metagmvae.distributed import (
 from metagmvae.io import atomic_dir, write_json
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
+from metagmvae.schedule import learning_rate, set_learning_rate
 from metagmvae.tracking import Run
 from metagmvae.train import NonFiniteLossError
 
@@ -65,14 +65,6 @@ class PretrainHistory:
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
-
-
-def learning_rate(step: int, total: int, warmup: int, base: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then a half-cosine to 0 at step ``total``."""
-    if step < warmup:
-        return base * (step + 1) / warmup
-    progress = (step - warmup) / max(total - warmup, 1)
-    return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
 def pretrain(
@@ -131,8 +123,7 @@ def pretrain(
         for i in range(steps_per_epoch):
             step = epoch * steps_per_epoch + i
             lr = learning_rate(step, total_steps, warmup, cfg.lr)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_learning_rate(optimizer, lr)
             batch = images[order[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
             view1, view2 = simclr.augment(batch, view_gen), simclr.augment(batch, view_gen)
             if rt.channels_last:

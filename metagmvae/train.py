@@ -30,6 +30,7 @@ from metagmvae.models import MetaGMVAE, build_model
 from metagmvae.models.gmvae import Losses
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
+from metagmvae.schedule import learning_rate, set_learning_rate
 from metagmvae.tracking import Run
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class TrainConfig:
     em_iters: int  # T_u
     fix_pi: bool
     lr: float
+    lr_schedule: str  # constant | cosine (one half-cosine to 0 at the last step)
     weight_decay: float
     steps: int
     val_every: int
@@ -215,6 +217,7 @@ def train(
     )
     while step < cfg.steps:
         tick = time.perf_counter()
+        set_learning_rate(optimizer, learning_rate(step, cfg.steps, 0, cfg.lr, cfg.lr_schedule))
         x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
         losses = train_step(model, optimizer, x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, rt, gen, step + 1)
         step += 1

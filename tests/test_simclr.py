@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from torchvision.transforms import functional as TF
 
 from metagmvae import simclr
-from metagmvae.pretrain import learning_rate
+from metagmvae.schedule import learning_rate
 
 
 def direct_nt_xent(p1: torch.Tensor, p2: torch.Tensor, tau: float) -> float:

@@ -13,7 +13,7 @@ from metagmvae.baselines import BASELINES
 from metagmvae.config import Checker, ConfigError, non_negative, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import load_split
-from metagmvae.evaluate import episode_accuracies, summarize
+from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
 from metagmvae.io import write_json
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.runtime import make_runtime, runtime_params
@@ -89,16 +89,11 @@ def run(
                 model, train_cfg, tokens = encoded[path]
                 eps = read_episodes(episodes_path, "test", train_cfg["way"], shot)
                 check_episode_shape(test.shape[0], test.shape[1], eps.way, eps.shot, eps.query)
-                gen = rt.generator(cfg.seed)
-
-                def predict(support, y_support, query, way, model=model, gen=gen):
-                    with rt.autocast():
-                        return model.predict(support, y_support, query, way, cfg.samples, cfg.em_iters, gen)
-
                 key = episode_key(eps.way, shot)
-                results["meta_gmvae"][key] = summarize(
-                    episode_accuracies(predict, tokens, eps, cfg.episodes_per_call, key)
+                accs = model_accuracies(
+                    model, rt, tokens, eps, cfg.samples, cfg.em_iters, cfg.episodes_per_call, cfg.seed, key
                 )
+                results["meta_gmvae"][key] = summarize(accs)
                 _report("meta_gmvae", key, results["meta_gmvae"][key])
                 for baseline, predict_baseline in baselines.items():
                     accs = episode_accuracies(predict_baseline, test, eps, cfg.episodes_per_call)

@@ -13,6 +13,7 @@ from metagmvae.data.stores import STORES, load_split
 from metagmvae.io import write_json
 from metagmvae.models.build import model_config
 from metagmvae.runtime import make_runtime, runtime_params
+from metagmvae.schedule import SCHEDULES
 from metagmvae.tracking import start_run
 from metagmvae.train import TrainConfig, train
 
@@ -33,6 +34,7 @@ def train_config(params: dict, name: str) -> TrainConfig:
         em_iters=check.get("em_iters", int, positive),
         fix_pi=check.get("fix_pi", bool),
         lr=check.get("lr", float, positive),
+        lr_schedule=check.get("lr_schedule", str, one_of(*SCHEDULES)),
         weight_decay=check.get("weight_decay", float, non_negative),
         steps=check.get("steps", int, positive),
         val_every=check.get("val_every", int, positive),
