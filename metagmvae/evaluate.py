@@ -16,12 +16,12 @@ Predictor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tens
 
 
 def summarize(accuracies: np.ndarray) -> dict[str, float]:
-    """Mean accuracy and 95% CI half-width, in percent: ``1.96 * std / sqrt(n)`` with the
-    population std (ddof = 0), as the official code reports."""
+    """Mean accuracy and 95% CI half-width, in percent rounded to 0.01: ``1.96 * std / sqrt(n)``
+    with the population std (ddof = 0), as the official code reports."""
     acc = np.asarray(accuracies, dtype=np.float64)
     return {
-        "accuracy": float(100.0 * acc.mean()),
-        "ci95": float(100.0 * 1.96 * acc.std() / math.sqrt(len(acc))),
+        "accuracy": round(float(100.0 * acc.mean()), 2),
+        "ci95": round(float(100.0 * 1.96 * acc.std() / math.sqrt(len(acc))), 2),
         "episodes": int(len(acc)),
     }
 

@@ -82,6 +82,18 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_csv(path: str | os.PathLike, header: list[str], rows: list[list[Any]]) -> None:
+    """Write a CSV table atomically; ``None`` cells are left empty, floats get 4 decimals."""
+
+    def cell(value: Any) -> str:
+        if value is None:
+            return ""
+        return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+    lines = [",".join(header)] + [",".join(cell(v) for v in row) for row in rows]
+    write_text(path, "\n".join(lines) + "\n")
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file's bytes."""
     h = hashlib.sha256()

@@ -139,3 +139,59 @@ def accuracy_vs_time(record: dict, path: Path) -> None:
     )
     ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
+
+
+@torch.no_grad()
+def embedding_figure(
+    model, items: torch.Tensor, em_iters: int, autocast, title: str, path: Path, seed: int = 0
+) -> None:
+    """PCA of the posterior means of one episode's items, coloured by class, with the means of
+    the K-component GMM that unsupervised EM fits to them (K = number of classes), as the model
+    sees an unlabeled test episode.
+
+    items: class-structured ``[W, n, *item]`` (images or features) on the model's device.
+    """
+    way, n = items.shape[:2]
+    gen = torch.Generator(device=items.device).manual_seed(seed)
+    with autocast():
+        mean, _ = model.posterior(items.flatten(0, 1).unsqueeze(0))
+    _, mu = em.unsupervised_em(mean, way, em_iters, gen)
+    points, centres = mean[0].float().cpu().numpy(), mu[0].float().cpu().numpy()
+    origin = points.mean(0)
+    _, _, vt = np.linalg.svd(points - origin, full_matrices=False)
+    xy, centres_xy = (points - origin) @ vt[:2].T, (centres - origin) @ vt[:2].T
+    labels = np.repeat(np.arange(way), n)
+    fig, ax = plt.subplots(figsize=(6.5, 5.5))
+    cmap = plt.get_cmap("tab10" if way <= 10 else "tab20")
+    for c in range(way):
+        ax.scatter(*xy[labels == c].T, s=14, color=cmap(c % cmap.N), alpha=0.75, label=f"class {c + 1}")
+    ax.scatter(*centres_xy.T, marker="X", s=160, color="black", edgecolor="white", label="EM component means")
+    ax.set_xlabel("principal component 1")
+    ax.set_ylabel("principal component 2")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, loc="best", ncol=2 if way > 5 else 1)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def accuracy_by_shot_table(
+    results: dict[str, dict[str, dict]], paper: dict[str, tuple[float, float]]
+) -> tuple[list[str], list[list]]:
+    """DVC plot data: one row per shot, one column per method and way plus the paper's value.
+
+    Returns ``(header, rows)``: ``["shot", "meta_gmvae_5way", "paper_5way", ...]`` and rows of
+    accuracies in percent (``None`` where a method has no result at that shot).
+    """
+    settings = {tuple(int(v) for v in key.removesuffix("shot").split("way_")) for r in results.values() for key in r}
+    ways, shots = sorted({w for w, _ in settings}), sorted({s for _, s in settings})
+    columns = [(method, way) for way in ways for method in [*results, "paper"]]
+
+    def value(method: str, way: int, shot: int) -> float | None:
+        key = f"{way}way_{shot}shot"
+        if method == "paper":
+            return paper[key][0] if key in paper else None
+        res = results[method].get(key)
+        return None if res is None else float(res["accuracy"])
+
+    header = ["shot", *(f"{method}_{way}way" for method, way in columns)]
+    return header, [[shot, *(value(m, w, shot) for m, w in columns)] for shot in shots]

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from metagmvae.config import load_params
 from metagmvae.pipeline import augment
+from metagmvae.walltime import stage_clock
 
 
 def main() -> None:
@@ -20,4 +21,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stage_clock(__file__):
+        main()

@@ -10,6 +10,7 @@ from pathlib import Path
 from metagmvae.config import load_params
 from metagmvae.io import project_root
 from metagmvae.pipeline import download
+from metagmvae.walltime import stage_clock
 
 
 def main() -> None:
@@ -21,4 +22,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stage_clock(__file__):
+        main()

@@ -10,6 +10,7 @@ from pathlib import Path
 from metagmvae.config import load_params
 from metagmvae.data.stores import store_path
 from metagmvae.pipeline import episodes
+from metagmvae.walltime import stage_clock
 
 
 def main() -> None:
@@ -23,4 +24,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stage_clock(__file__):
+        main()

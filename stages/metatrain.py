@@ -2,8 +2,9 @@
 
 Usage: python stages/metatrain.py omniglot_5way
 Outputs: models/<dataset>/<name>/ (best_<s>shot.pt per validation shot, history.json,
-summary.json), plots/<dataset>/<name>/ (training curves, reconstructions and samples) and
-metrics/train/<name>.json (best validation accuracies, training wall time).
+summary.json), plots/<dataset>/<name>/ (training curves, reconstructions and samples),
+plots/<dataset>/curves/<name>-{train,val}.csv (DVC plot data) and metrics/train/<name>.json
+(best validation accuracies, training wall time).
 An interrupted run resumes from .resume/<name>-<config hash>/ when started again with the
 same parameters.
 """
@@ -14,6 +15,7 @@ from pathlib import Path
 from metagmvae.config import load_params, section
 from metagmvae.data.stores import store_path
 from metagmvae.pipeline import metatrain
+from metagmvae.walltime import stage_clock
 
 
 def main() -> None:
@@ -30,10 +32,12 @@ def main() -> None:
         episodes_path=Path("data") / dataset / "episodes.h5",
         out_dir=Path("models") / dataset / args.name,
         plots_dir=Path("plots") / dataset / args.name,
+        curves_dir=Path("plots") / dataset / "curves",
         metrics_path=Path("metrics") / "train" / f"{args.name}.json",
         resume_root=Path(".resume"),
     )
 
 
 if __name__ == "__main__":
-    main()
+    with stage_clock(__file__):
+        main()

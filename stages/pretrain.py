@@ -12,6 +12,7 @@ from pathlib import Path
 
 from metagmvae.config import load_params
 from metagmvae.pipeline import pretrain
+from metagmvae.walltime import stage_clock
 
 
 def main() -> None:
@@ -31,4 +32,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with stage_clock(__file__):
+        main()

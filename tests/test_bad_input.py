@@ -75,6 +75,7 @@ def run_metatrain(params, store, folder):
         folder / "episodes.h5",
         folder / "model",
         folder / "plots",
+        folder / "curves",
         folder / "metrics.json",
         folder / "resume",
     )

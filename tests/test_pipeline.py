@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -109,6 +110,7 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         "metatrain@mini_imagenet_5way",
         "evaluate@omniglot",
         "evaluate@mini_imagenet",
+        "report",
     }
     metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())
     for method in ("meta_gmvae", "pixel_1nn"):
@@ -140,6 +142,30 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
     assert not list((repo / ".resume").glob("*")), "resume state is removed after a finished run"
 
 
+def test_report_plots_and_stage_times(repo, first_repro):
+    report = (repo / "metrics" / "report.md").read_text()
+    metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())
+    ours, pixel = metrics["meta_gmvae"]["5way_1shot"], metrics["pixel_1nn"]["5way_1shot"]
+    row = (
+        f"| 5-way 1-shot | {ours['accuracy']:.2f} ± {ours['ci95']:.2f} | 94.92 ± 0.42 | "
+        f"{ours['accuracy'] - 94.92:+.2f} | {pixel['accuracy']:.2f} ± {pixel['ci95']:.2f} |"
+    )
+    assert row in report
+    times = {p.stem for p in (repo / "metrics" / "time").glob("*.json")}
+    assert {"augment", "metatrain-omniglot_5way", "evaluate-mini_imagenet", "pretrain-mini_imagenet"} <= times
+    assert "| metatrain-omniglot_5way |" in report and "| **total** |" in report
+    for dataset in ("omniglot", "mini_imagenet"):
+        for png in ("accuracy.png", "embedding.png"):
+            assert (repo / "plots" / dataset / png).read_bytes()[:4] == b"\x89PNG"
+    header = (repo / "plots" / "omniglot" / "accuracy_by_shot.csv").read_text().splitlines()[0]
+    assert header.startswith("shot,meta_gmvae_5way,pixel_1nn_5way,paper_5way")
+    val = (repo / "plots" / "omniglot" / "curves" / "omniglot_5way-val.csv").read_text().splitlines()
+    assert val[0] == "step,1shot,5shot" and [line.split(",")[0] for line in val[1:]] == ["3", "6"]
+    out = run(["dvc", "plots", "show", "--json", "--split"], repo)  # stdout (the JSON), then warnings
+    rendered, _ = json.JSONDecoder().raw_decode(out)
+    assert any("Validation accuracy" in key for key in rendered["data"]), sorted(rendered["data"])
+
+
 def test_second_repro_runs_nothing(repo, first_repro):
     out = run(["dvc", "repro"], repo)
     assert stages_run(out) == set()
@@ -154,7 +180,7 @@ def test_changing_a_metatrain_param_reruns_only_that_model_and_evaluate(repo, fi
     params["metatrain"]["omniglot_5way"]["lr"] = 0.002
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo)
-    assert stages_run(out) == {"metatrain@omniglot_5way", "evaluate@omniglot"}
+    assert stages_run(out) == {"metatrain@omniglot_5way", "evaluate@omniglot", "report"}
     run([*git, "add", "-A"], repo)
     run([*git, "commit", "-qm", "lr 0.002"], repo)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json"], repo))
@@ -198,4 +224,55 @@ def test_shared_features_are_pulled_not_recomputed(repo, first_repro, tmp_path):
     params = yaml.safe_load((clone / "params.yaml").read_text())
     params["metatrain"]["mini_imagenet_5way"]["lr"] = 0.0003
     (clone / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    assert stages_run(run(["dvc", "repro"], clone)) == {"metatrain@mini_imagenet_5way", "evaluate@mini_imagenet"}
+    assert stages_run(run(["dvc", "repro"], clone)) == {
+        "metatrain@mini_imagenet_5way",
+        "evaluate@mini_imagenet",
+        "report",
+    }
+
+
+def _experiments(shown: list[dict]) -> dict[str, dict]:
+    """``dvc exp show --json`` -> ``{experiment name: its data}`` (DVC 3 layout)."""
+    found = {}
+    for baseline in shown:
+        for exp in baseline.get("experiments") or []:
+            for rev in exp.get("revs") or []:
+                if rev.get("name"):
+                    found[rev["name"]] = rev["data"]
+    return found
+
+
+def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, first_repro):
+    import mlflow
+
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    run([*git, "add", "-A"], repo)
+    run([*git, "commit", "-qm", "before the sweep", "--allow-empty"], repo)
+    for iters in (2, 3):
+        run(
+            ["dvc", "exp", "run", "--queue", "--name", f"em{iters}", "-S", f"metatrain.omniglot_5way.em_iters={iters}"],
+            repo,
+        )
+    run(["dvc", "queue", "start", "--jobs", "1"], repo)
+    deadline = time.monotonic() + 600
+    while True:
+        status = run(["dvc", "queue", "status"], repo)
+        if not re.search(r"\b(Queued|Running)\b", status):
+            break
+        assert time.monotonic() < deadline, status
+        time.sleep(3)
+    assert status.count("Success") == 2, status
+
+    exps = _experiments(json.loads(run(["dvc", "exp", "show", "--json"], repo)))
+    assert {"em2", "em3"} <= set(exps)
+    for iters in (2, 3):
+        data = exps[f"em{iters}"]
+        assert data["params"]["params.yaml"]["data"]["metatrain"]["omniglot_5way"]["em_iters"] == iters
+        result = data["metrics"]["metrics/omniglot.json"]["data"]["meta_gmvae"]["5way_1shot"]
+        assert 0 <= result["accuracy"] <= 100 and result["episodes"] == 20
+
+    client = mlflow.MlflowClient(tracking_uri=f"sqlite:///{repo / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("meta-gmvae").experiment_id])
+    tagged = {(r.data.tags.get("dvc_experiment"), r.data.tags["stage"]) for r in runs}
+    for name in ("em2", "em3"):
+        assert {(name, "metatrain"), (name, "evaluate")} <= tagged, tagged

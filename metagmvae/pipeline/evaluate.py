@@ -14,11 +14,13 @@ from metagmvae.config import Checker, ConfigError, non_negative, positive, posit
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import load_split
 from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
-from metagmvae.io import write_json
+from metagmvae.io import write_csv, write_json
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.runtime import make_runtime, runtime_params
 from metagmvae.tracking import start_run
 from metagmvae.train import checkpoint_for, load_model
+
+EMBEDDING_POINTS_PER_CLASS = 100  # Mini-ImageNet has 600 per class; Omniglot's 20 are all shown
 
 
 def _report(method: str, key: str, res: dict) -> None:
@@ -77,6 +79,7 @@ def run(
     train = functools.cache(lambda: torch.from_numpy(load_split(dataset, "train", store)))
     baselines = {name: BASELINES[name](train) for name in cfg.baselines}
     run_params = {"dataset": dataset, **asdict(cfg), "device_resolved": str(rt.device)}
+    embedding_source = None
     with start_run("evaluate", f"evaluate-{dataset}", run_params) as tracker:
         for name, shots in cfg.models.items():
             encoded = {}  # checkpoint -> (model, its config, test tokens): Mini-ImageNet tests one at every shot
@@ -99,9 +102,24 @@ def run(
                     accs = episode_accuracies(predict_baseline, test, eps, cfg.episodes_per_call)
                     results[baseline][key] = summarize(accs)
                     _report(baseline, key, results[baseline][key])
+            if embedding_source is None:  # the first model (first checkpoint) on its last test episodes
+                embedding_source = (name, next(iter(encoded.values()))[0], eps)
         write_json(out_path, results)
-        figure = plots_dir / "accuracy.png"
-        plots.accuracy_figure(results, PAPER_RESULTS.get(dataset, {}), figure)
+        paper = PAPER_RESULTS.get(dataset, {})
+        plots.accuracy_figure(results, paper, plots_dir / "accuracy.png")
+        write_csv(plots_dir / "accuracy_by_shot.csv", *plots.accuracy_by_shot_table(results, paper))
+        name, model, eps = embedding_source
+        items = test[torch.as_tensor(eps.classes[0]), :EMBEDDING_POINTS_PER_CLASS]
+        plots.embedding_figure(
+            model,
+            items,
+            cfg.em_iters,
+            rt.autocast,
+            f"{name}: posterior means of one test episode's {eps.way} classes x {items.shape[1]} items "
+            f"(colour = class), PCA",
+            plots_dir / "embedding.png",
+            seed=cfg.seed,
+        )
         tracker.log_metrics(
             {
                 f"{method}/{key}/{stat}": res[stat]
@@ -111,5 +129,6 @@ def run(
             }
         )
         tracker.log_artifact(out_path)
-        tracker.log_artifact(figure, "plots")
+        for figure in ("accuracy.png", "embedding.png", "accuracy_by_shot.csv"):
+            tracker.log_artifact(plots_dir / figure, "plots")
     return results

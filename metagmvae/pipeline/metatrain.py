@@ -10,7 +10,7 @@ from metagmvae import plots
 from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, read_episodes
 from metagmvae.data.stores import STORES, load_split
-from metagmvae.io import write_json
+from metagmvae.io import write_csv, write_json
 from metagmvae.models.build import model_config
 from metagmvae.runtime import make_runtime, runtime_params
 from metagmvae.schedule import SCHEDULES
@@ -63,11 +63,14 @@ def run(
     episodes_path: Path,
     out_dir: Path,
     plots_dir: Path,
+    curves_dir: Path,
     metrics_path: Path,
     resume_root: Path,
 ) -> dict:
-    """Train model ``name``: checkpoints in ``out_dir``, figures in ``plots_dir``, and the best
-    validation accuracies and wall-clock training time in ``metrics_path`` (a DVC metric)."""
+    """Train model ``name``: checkpoints in ``out_dir``, figures in ``plots_dir``, the training
+    curves as DVC plot data in ``curves_dir`` (``<name>-train.csv``: step, loss, rec, kl in nats
+    per point; ``<name>-val.csv``: step, validation accuracy % per shot), and the best validation
+    accuracies and wall-clock training time in ``metrics_path`` (a DVC metric)."""
     cfg = train_config(params, name)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     pool = torch.from_numpy(load_split(cfg.dataset, "train", store)).flatten(0, 1).to(rt.device)
@@ -79,6 +82,17 @@ def run(
         val_episodes[shot] = eps
 
     def figures(model, history: dict) -> None:
+        write_csv(
+            curves_dir / f"{name}-train.csv",
+            ["step", "loss", "rec", "kl"],
+            [list(row) for row in zip(history["step"], history["loss"], history["rec"], history["kl"])],
+        )
+        shots = list(history["val"])
+        write_csv(
+            curves_dir / f"{name}-val.csv",
+            ["step", *shots],
+            [[step, *(history["val"][s][i] for s in shots)] for i, step in enumerate(history["val_step"])],
+        )
         plots_dir.mkdir(parents=True, exist_ok=True)
         plots.training_curves(history, f"{name} ({cfg.dataset}, K = {cfg.way})", plots_dir / "training.png")
         if cfg.model["kind"] == "pixels":

@@ -1,0 +1,128 @@
+"""The results report: every dataset/way/shot with accuracy and CI, the paper's value and the
+difference, the baselines, wall time per stage, device and commit.
+
+    python -m metagmvae.report                    # write metrics/report.md (the `report` stage)
+    python -m metagmvae.report --readme README.md # copy its results tables into the README
+
+The README holds the results tables between ``<!-- results:begin -->`` and
+``<!-- results:end -->``, copied from ``metrics/report.md`` by the second command (a test checks
+they agree), so the numbers in the README are never typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from metagmvae.io import write_text
+from metagmvae.paper import PAPER_RESULTS
+from metagmvae.tracking import git_commit
+
+DATASETS = {"omniglot": "Omniglot", "mini_imagenet": "Mini-ImageNet (SimCLR features)"}
+METHOD_NAMES = {
+    "meta_gmvae": "Meta-GMVAE",
+    "pixel_1nn": "pixel 1-NN",
+    "logistic_regression": "LR on features (supervised)",
+}
+MAIN_METHOD = "meta_gmvae"
+BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _setting_order(key: str) -> tuple[int, int]:
+    way, shot = key.removesuffix("shot").split("way_")
+    return int(way), int(shot)
+
+
+def _label(key: str) -> str:
+    way, shot = _setting_order(key)
+    return f"{way}-way {shot}-shot"
+
+
+def _cell(res: dict | None) -> str:
+    return "-" if res is None else f"{res['accuracy']:.2f} ± {res['ci95']:.2f}"
+
+
+def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
+    """A markdown table: one row per setting; Meta-GMVAE, the paper (Table 1) and the
+    difference, then every other method in the metrics file.
+
+    results: ``{method: {"<W>way_<s>shot": {"accuracy": %, "ci95": %}}}``.
+    """
+    paper = PAPER_RESULTS.get(dataset, {})
+    others = [m for m in results if m != MAIN_METHOD]
+    header = ["setting", "Meta-GMVAE", "paper", "difference", *(METHOD_NAMES.get(m, m) for m in others)]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for key in sorted({k for r in results.values() for k in r}, key=_setting_order):
+        ours = results.get(MAIN_METHOD, {}).get(key)
+        published = paper.get(key)
+        diff = f"{ours['accuracy'] - published[0]:+.2f}" if ours and published else "-"
+        cells = [_label(key), _cell(ours)]
+        cells += [f"{published[0]:.2f} ± {published[1]:.2f}" if published else "-", diff]
+        cells += [_cell(results[m].get(key)) for m in others]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+def results_section(metrics_dir: Path) -> str:
+    """Markdown: a heading and a results table for every dataset with a metrics file."""
+    parts = []
+    for dataset, title in DATASETS.items():
+        path = metrics_dir / f"{dataset}.json"
+        if path.exists():
+            parts.append(f"### {title}\n\n{results_table(dataset, json.loads(path.read_text()))}")
+    return "\n\n".join(parts)
+
+
+def timing_section(time_dir: Path) -> str:
+    """Markdown table of the last successful run of every stage (seconds of wall time, device)."""
+    records = [json.loads(p.read_text()) for p in sorted(time_dir.glob("*.json"))]
+    if not records:
+        return "No stage timings recorded yet."
+    rows = ["| stage | wall time | device |", "|---|---|---|"]
+    for rec in records:
+        rows.append(f"| {rec['stage']} | {rec['seconds'] / 60:.1f} min | {rec['device']} |")
+    total = sum(r["seconds"] for r in records)
+    rows.append(f"| **total** | **{total / 60:.1f} min** | |")
+    return "\n".join(rows)
+
+
+def build_report(metrics_dir: Path, commit: str) -> str:
+    """The whole ``metrics/report.md``."""
+    return (
+        "# Results\n\n"
+        f"Written by the `report` stage at commit `{commit}`. Test accuracy (%) on 1000 fixed test\n"
+        "episodes per setting, mean ± 95% confidence interval (1.96 · std / √1000); the paper is\n"
+        "Lee et al., ICLR 2021, Table 1. Every method of a dataset is scored on the same episodes.\n\n"
+        f"{results_section(metrics_dir)}\n\n"
+        "## Wall time per stage\n\n"
+        f"{timing_section(metrics_dir / 'time')}\n"
+    )
+
+
+def readme_with_results(readme: str, report: str) -> str:
+    """``readme`` with the block between the results markers replaced by the report's tables."""
+    if BEGIN not in readme or END not in readme:
+        raise ValueError(f"the README has no {BEGIN} ... {END} block")
+    tables = report[report.index("\n\n") : report.index("## Wall time per stage")].strip()
+    head, rest = readme.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    return f"{head}{BEGIN}\n{tables}\n{END}{tail}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
+    parser.add_argument("--readme", type=Path, help="update this README's results block from the report")
+    args = parser.parse_args(argv)
+    report_path = args.metrics / "report.md"
+    if args.readme:
+        args.readme.write_text(readme_with_results(args.readme.read_text(), report_path.read_text()))
+        print(f"{args.readme}: results block updated from {report_path}")
+        return
+    write_text(report_path, build_report(args.metrics, git_commit()))
+    print(report_path.read_text())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Wall time of each stage run, for the report: ``metrics/time/<stage>-<item>.json``.
+
+Each stage script runs its ``main`` inside :func:`stage_clock`; the record is written only when
+the stage succeeds, as a DVC output that is not cached (like the training-time metrics, its bytes
+differ between identical runs, so nothing downstream except the report depends on it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from metagmvae.io import write_json
+
+TIME_DIR = Path("metrics") / "time"
+
+
+def device_description() -> str:
+    """``"cuda: <GPU name>"`` when a GPU is visible, else the CPU model and thread count."""
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    model = platform.processor() or platform.machine()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"cpu: {model}, {torch.get_num_threads()} threads"
+
+
+def stage_name(script: str, argv: list[str]) -> str:
+    """``stages/metatrain.py omniglot_5way`` -> ``metatrain-omniglot_5way``; no item -> ``augment``."""
+    items = [a for a in argv if not a.startswith("-")][:1]
+    return "-".join([Path(script).stem, *items])
+
+
+@contextlib.contextmanager
+def stage_clock(script: str, folder: Path = TIME_DIR) -> Iterator[None]:
+    """Time the body and, if it succeeds, write ``{stage, seconds, device}`` to
+    ``folder/<stage>.json`` (seconds of wall time, rounded to 0.1)."""
+    name = stage_name(script, sys.argv[1:])
+    start = time.perf_counter()
+    yield
+    seconds = round(time.perf_counter() - start, 1)
+    write_json(folder / f"{name}.json", {"stage": name, "seconds": seconds, "device": device_description()})

@@ -1,0 +1,12 @@
+"""Stage `report`: assemble metrics/report.md from the metrics of every dataset and stage.
+
+Usage: python stages/report.py
+Output: metrics/report.md (results per dataset/way/shot with the paper's values and the
+baselines, wall time per stage, device, commit). `python -m metagmvae.report --readme README.md`
+then copies its tables into the README.
+"""
+
+from metagmvae.report import main
+
+if __name__ == "__main__":
+    main([])

@@ -1,0 +1,73 @@
+"""The report: results tables with the paper's values and differences, stage wall times, and the
+README block copied from it."""
+
+import json
+
+import pytest
+from conftest import REPO
+
+from metagmvae import report
+from metagmvae.plots import accuracy_by_shot_table
+
+OMNIGLOT = {
+    "meta_gmvae": {
+        "5way_1shot": {"accuracy": 72.29, "ci95": 1.0, "episodes": 1000},
+        "20way_5shot": {"accuracy": 60.25, "ci95": 0.38, "episodes": 1000},
+    },
+    "pixel_1nn": {
+        "5way_1shot": {"accuracy": 45.33, "ci95": 0.58, "episodes": 1000},
+        "20way_5shot": {"accuracy": 47.0, "ci95": 0.29, "episodes": 1000},
+    },
+}
+
+
+@pytest.fixture
+def metrics_dir(tmp_path):
+    (tmp_path / "omniglot.json").write_text(json.dumps(OMNIGLOT))
+    (tmp_path / "time").mkdir()
+    for stage, seconds in (("augment", 60.0), ("metatrain-omniglot_5way", 300.0)):
+        record = {"stage": stage, "seconds": seconds, "device": "cpu: test CPU, 2 threads"}
+        (tmp_path / "time" / f"{stage}.json").write_text(json.dumps(record))
+    return tmp_path
+
+
+def test_table_rows_hold_accuracy_paper_difference_and_baselines():
+    lines = report.results_table("omniglot", OMNIGLOT).splitlines()
+    assert lines[0] == "| setting | Meta-GMVAE | paper | difference | pixel 1-NN |"
+    assert lines[2] == "| 5-way 1-shot | 72.29 ± 1.00 | 94.92 ± 0.42 | -22.63 | 45.33 ± 0.58 |"
+    assert lines[3] == "| 20-way 5-shot | 60.25 ± 0.38 | 90.61 ± 0.19 | -30.36 | 47.00 ± 0.29 |"  # ordered by way, shot
+
+
+def test_report_lists_stage_times_device_and_commit(metrics_dir):
+    text = report.build_report(metrics_dir, "abc123")
+    assert "commit `abc123`" in text and "### Omniglot" in text and "Mini-ImageNet" not in text
+    assert "| metatrain-omniglot_5way | 5.0 min | cpu: test CPU, 2 threads |" in text
+    assert "| **total** | **6.0 min** | |" in text
+
+
+def test_readme_block_is_replaced_by_the_report_tables(metrics_dir):
+    text = report.build_report(metrics_dir, "abc123")
+    readme = f"# title\n\nintro\n\n{report.BEGIN}\nold numbers\n{report.END}\n\nmore\n"
+    updated = report.readme_with_results(readme, text)
+    assert "old numbers" not in updated and updated.startswith("# title\n\nintro\n\n")
+    assert "| 5-way 1-shot | 72.29 ± 1.00 |" in updated and updated.endswith(f"{report.END}\n\nmore\n")
+    assert "Wall time" not in updated
+    with pytest.raises(ValueError, match="results:begin"):
+        report.readme_with_results("# no block\n", text)
+
+
+def test_committed_readme_agrees_with_the_committed_report():
+    """The README's results are generated, never typed: regenerate with
+    `python -m metagmvae.report --readme README.md`."""
+    readme = (REPO / "README.md").read_text()
+    assert report.readme_with_results(readme, (REPO / "metrics" / "report.md").read_text()) == readme
+
+
+def test_accuracy_by_shot_table_has_a_column_per_method_and_way():
+    header, rows = accuracy_by_shot_table(OMNIGLOT, {"5way_1shot": (94.92, 0.42), "20way_5shot": (90.61, 0.19)})
+    assert header == ["shot", "meta_gmvae_5way", "pixel_1nn_5way", "paper_5way"] + [
+        "meta_gmvae_20way",
+        "pixel_1nn_20way",
+        "paper_20way",
+    ]
+    assert rows == [[1, 72.29, 45.33, 94.92, None, None, None], [5, None, None, None, 60.25, 47.0, 90.61]]
