@@ -29,6 +29,7 @@ import torch
 
 from metagmvae.io import project_root, write_json
 from metagmvae.tracking import git_commit
+from metagmvae.walltime import cpu_info
 
 OFFICIAL = {
     # the official implementation: this project's 2-core CPU (torch 2.14.1; evaluation of 1- and
@@ -200,17 +201,9 @@ def machine(device: torch.device) -> dict:
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     else:
-        info["cpu"] = platform.processor() or platform.machine()
-        cpuinfo = Path("/proc/cpuinfo")
-        if cpuinfo.exists():
-            text = cpuinfo.read_text()
-            for line in text.splitlines():
-                if line.startswith("model name"):
-                    info["cpu"] = line.split(":", 1)[1].strip()
-                if line.startswith("flags"):
-                    flags = line.split(":", 1)[1].split()
-                    info["cpu_flags"] = sorted(f for f in flags if f.startswith(("avx", "amx", "fma")))
-                    break
+        info["cpu"], flags = cpu_info()
+        if flags:
+            info["cpu_flags"] = flags
     return info
 
 

@@ -12,6 +12,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from metagmvae import em  # noqa: E402
+from metagmvae.data.episodes import episode_key, parse_episode_key  # noqa: E402
 from metagmvae.io import atomic_path  # noqa: E402
 
 
@@ -81,7 +82,7 @@ def accuracy_figure(results: dict[str, dict[str, dict]], paper: dict[str, tuple[
 
     results: ``{method: {"<W>way_<s>shot": {"accuracy": %, "ci95": %}}}``.
     """
-    settings = sorted({s for r in results.values() for s in r}, key=lambda s: tuple(map(int, s[:-4].split("way_"))))
+    settings = sorted({s for r in results.values() for s in r}, key=parse_episode_key)
     x = np.arange(len(settings))
     width = 0.8 / max(len(results), 1)
     fig, ax = plt.subplots(figsize=(1.8 * len(settings) + 2, 4))
@@ -110,7 +111,7 @@ def accuracy_vs_time(record: dict, path: Path) -> None:
     minutes = [p["minutes"] for p in points]
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for key, color in (("5way_1shot", "tab:blue"), ("5way_5shot", "tab:orange")):
-        label = key.replace("5way_", "5-way ").replace("shot", "-shot")
+        label = "{}-way {}-shot".format(*parse_episode_key(key))
         acc = [p[key]["accuracy"] for p in points]
         ci = [p[key]["ci95"] for p in points]
         ax.errorbar(minutes, acc, yerr=ci, marker="o", capsize=3, color=color, label=f"this project, {label}")
@@ -182,12 +183,12 @@ def accuracy_by_shot_table(
     Returns ``(header, rows)``: ``["shot", "meta_gmvae_5way", "paper_5way", ...]`` and rows of
     accuracies in percent (``None`` where a method has no result at that shot).
     """
-    settings = {tuple(int(v) for v in key.removesuffix("shot").split("way_")) for r in results.values() for key in r}
+    settings = {parse_episode_key(key) for r in results.values() for key in r}
     ways, shots = sorted({w for w, _ in settings}), sorted({s for _, s in settings})
     columns = [(method, way) for way in ways for method in [*results, "paper"]]
 
     def value(method: str, way: int, shot: int) -> float | None:
-        key = f"{way}way_{shot}shot"
+        key = episode_key(way, shot)
         if method == "paper":
             return paper[key][0] if key in paper else None
         res = results[method].get(key)

@@ -15,6 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
+from metagmvae.data.episodes import parse_episode_key
 from metagmvae.io import write_text
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.tracking import git_commit
@@ -29,13 +30,8 @@ MAIN_METHOD = "meta_gmvae"
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
-def _setting_order(key: str) -> tuple[int, int]:
-    way, shot = key.removesuffix("shot").split("way_")
-    return int(way), int(shot)
-
-
 def _label(key: str) -> str:
-    way, shot = _setting_order(key)
+    way, shot = parse_episode_key(key)
     return f"{way}-way {shot}-shot"
 
 
@@ -53,7 +49,7 @@ def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
     others = [m for m in results if m != MAIN_METHOD]
     header = ["setting", "Meta-GMVAE", "paper", "difference", *(METHOD_NAMES.get(m, m) for m in others)]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for key in sorted({k for r in results.values() for k in r}, key=_setting_order):
+    for key in sorted({k for r in results.values() for k in r}, key=parse_episode_key):
         ours = results.get(MAIN_METHOD, {}).get(key)
         published = paper.get(key)
         diff = f"{ours['accuracy'] - published[0]:+.2f}" if ours and published else "-"

@@ -21,18 +21,26 @@ from metagmvae.io import write_json
 TIME_DIR = Path("metrics") / "time"
 
 
-def device_description() -> str:
-    """``"cuda: <GPU name>"`` when a GPU is visible, else the CPU model and thread count."""
-    if torch.cuda.is_available():
-        return f"cuda: {torch.cuda.get_device_name()}"
-    model = platform.processor() or platform.machine()
+def cpu_info() -> tuple[str, list[str]]:
+    """``(CPU model name, its avx*/amx*/fma* flags)`` from ``/proc/cpuinfo`` (Linux), else the
+    platform's processor name and no flags."""
+    model, flags = platform.processor() or platform.machine(), []
     cpuinfo = Path("/proc/cpuinfo")
     if cpuinfo.exists():
         for line in cpuinfo.read_text().splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
+            if line.startswith("flags"):
+                flags = sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma")))
                 break
-    return f"cpu: {model}, {torch.get_num_threads()} threads"
+    return model, flags
+
+
+def device_description() -> str:
+    """``"cuda: <GPU name>"`` when a GPU is visible, else the CPU model and thread count."""
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return f"cpu: {cpu_info()[0]}, {torch.get_num_threads()} threads"
 
 
 def stage_name(script: str, argv: list[str]) -> str:

@@ -72,7 +72,14 @@ def sample_episodes(
 
 
 def episode_key(way: int, shot: int) -> str:
+    """``(5, 1)`` -> ``"5way_1shot"``: the name of a setting in episode files and metrics."""
     return f"{way}way_{shot}shot"
+
+
+def parse_episode_key(key: str) -> tuple[int, int]:
+    """``"5way_1shot"`` -> ``(5, 1)``, the inverse of :func:`episode_key` (sorts by way, then shot)."""
+    way, shot = key.removesuffix("shot").split("way_")
+    return int(way), int(shot)
 
 
 def write_episodes(path: str | os.PathLike, sets: dict[tuple[str, int, int], EpisodeSet], attrs: dict) -> None:

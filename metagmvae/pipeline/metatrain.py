@@ -81,7 +81,7 @@ def run(
         check_episode_shape(val.shape[0], val.shape[1], eps.way, eps.shot, eps.query)
         val_episodes[shot] = eps
 
-    def figures(model, history: dict) -> None:
+    def figures_and_curves(model, history: dict) -> None:
         write_csv(
             curves_dir / f"{name}-train.csv",
             ["step", "loss", "rec", "kl"],
@@ -113,7 +113,7 @@ def run(
         name,
         {"model_name": name, **vars(cfg), "fingerprint": cfg.fingerprint(), "device_resolved": str(rt.device)},
     ) as run:
-        summary = train(cfg, rt, pool, val, val_episodes, out_dir, resume_root, run, on_finish=figures)
+        summary = train(cfg, rt, pool, val, val_episodes, out_dir, resume_root, run, on_finish=figures_and_curves)
         run.log_metrics(
             {f"best_val/{k}": v for k, v in summary["best_val_accuracy"].items()}
             | {"train_seconds": summary["train_seconds"]}
