@@ -1,23 +1,63 @@
 """Atomic, deterministic file output and content digests.
 
-Every file the pipeline writes goes through :func:`atomic_path`: the data is written to a
-temporary name in the destination folder and renamed over the target only when writing
-succeeded, so a crash leaves either the previous complete file or nothing.
+Every file the pipeline writes goes through :func:`atomic_path` (folders through
+:func:`atomic_dir`): the data is written to a temporary name in the destination folder and
+renamed over the target only when writing succeeded, so a crash leaves either the previous
+complete file or nothing. Temporary names carry the host and process id of their writer; the
+next write of the same target removes those whose process is gone (a SIGKILL gives no chance
+to clean up), so killed runs do not pile up half-written files.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import hashlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 DVC_TEMP_MARKER = (".dvc", "tmp", "exps")
+
+
+def _temp_prefix(target: Path) -> str:
+    """``.<name>.<host>-<pid>.``: whose temporary file this is."""
+    return f".{target.name}.{socket.gethostname()}-{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove temporary files or folders of ``target`` left by dead writers on this host.
+
+    Returns what was removed. Temporaries of live processes (a concurrent writer) and of other
+    hosts (a shared filesystem) are left alone.
+    """
+    removed = []
+    ours = f".{target.name}.{socket.gethostname()}-"  # this host's writers of this target
+    for path in target.parent.glob(glob.escape(ours) + "*.tmp"):
+        pid = path.name[len(ours) :].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
 
 
 @contextlib.contextmanager
@@ -28,7 +68,8 @@ def atomic_path(target: str | os.PathLike, suffix: str = "") -> Iterator[Path]:
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+    remove_stale_temporaries(target)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix + ".tmp", dir=target.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -46,7 +87,8 @@ def atomic_dir(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary folder next to ``target``; it replaces ``target`` on success."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    remove_stale_temporaries(target)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
     try:
         yield tmp
         os.chmod(tmp, _permissions(0o777))

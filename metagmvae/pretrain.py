@@ -1,5 +1,6 @@
 """SimCLR pre-training loop: epochs over a shuffled, rank-sharded dataset, a warm-up + cosine
-learning rate, a checkpoint every epoch, resume after an interruption.
+learning rate, resume state every ``checkpoint_every`` steps and at each epoch's end, and a
+bit-identical continuation after an interruption (mid-epoch included).
 
 Learning rate (a deliberate deviation): linear warm-up from 0 over ``warmup_epochs``, then one
 half-cosine from ``lr`` to 0 at the last step, stepped every iteration. The official code keeps
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -34,7 +36,7 @@ from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
 from metagmvae.schedule import learning_rate, set_learning_rate
 from metagmvae.tracking import Run
-from metagmvae.train import NonFiniteLossError
+from metagmvae.train import check_finite
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class PretrainConfig:
     temperature: float
     hidden: int  # Conv5 width
     seed: int
+    checkpoint_every: int  # resume state every this many steps (and at every epoch's end)
     device: str
     precision: str
     channels_last: bool
@@ -95,7 +98,8 @@ def pretrain(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     order_gen = rt.generator(cfg.seed)  # same permutation on every process
     view_gen = rt.generator(cfg.seed * 1000 + 1 + ctx.rank)  # different views on every process
-    history, epoch, elapsed = PretrainHistory(), 0, 0.0
+    history, step, loss_sum, elapsed = PretrainHistory(), 0, 0.0, 0.0
+    epoch_start_rng = order_gen.get_state()  # the order generator before this epoch's permutation
 
     resume_dir = resume_root / f"{out_dir.name}-{cfg.fingerprint()}-w{ctx.world}"
     state_path = resume_dir / "state.pt"
@@ -103,25 +107,52 @@ def pretrain(
         state = checkpoint.load(state_path, rt.device)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        order_gen.set_state(state["order_rng"].cpu())
+        epoch_start_rng = state["order_rng"].cpu()
         view_gen.set_state(state["view_rng"][ctx.rank].cpu())
-        history, epoch, elapsed = PretrainHistory(**state["history"]), state["epoch"], state["elapsed"]
+        history, step, loss_sum, elapsed = (
+            PretrainHistory(**state["history"]),
+            state["step"],
+            state["loss_sum"],
+            state["elapsed"],
+        )
+        if ctx.main:
+            print(f"resuming {out_dir.name} from step {step} ({state_path})", flush=True)
+
+    def save_state() -> None:
+        """Everything needed to continue bit-identically from ``step`` (a collective call)."""
+        views = gather_objects(view_gen.get_state())
+        if ctx.main:
+            checkpoint.save(
+                state_path,
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "order_rng": epoch_start_rng,
+                    "view_rng": views,
+                    "history": asdict(history),
+                    "step": step,
+                    "loss_sum": loss_sum,
+                    "elapsed": elapsed,
+                    "config": asdict(cfg),
+                },
+            )
+        barrier()
 
     net = DistributedDataParallel(model) if ctx.world > 1 else model
     bar = progress_bar(
         total=total_steps,
-        initial=epoch * steps_per_epoch,
+        initial=step,
         desc="pretrain simclr",
         unit="step",
         disable=not (progress and ctx.main),
     )
     model.train()
-    while epoch < cfg.epochs:
-        tick = time.perf_counter()
+    while step < total_steps:
+        epoch, first = divmod(step, steps_per_epoch)  # first > 0 only when resuming mid-epoch
+        order_gen.set_state(epoch_start_rng)
         order = torch.randperm(images.shape[0], generator=order_gen, device=rt.device)
-        loss_sum = 0.0
-        for i in range(steps_per_epoch):
-            step = epoch * steps_per_epoch + i
+        for i in range(first, steps_per_epoch):
+            tick = time.perf_counter()
             lr = learning_rate(step, total_steps, warmup, cfg.lr)
             set_learning_rate(optimizer, lr)
             batch = images[order[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
@@ -131,38 +162,28 @@ def pretrain(
             with rt.autocast():
                 p1, p2 = net(view1, view2)
             loss = simclr.nt_xent(p1, p2, cfg.temperature, ctx.rank)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"pretrain step {step + 1}: NT-Xent loss is not finite ({loss.item()})")
+            check_finite(step + 1, {"NT-Xent loss": loss})
             optimizer.zero_grad(set_to_none=True)
             (loss * ctx.world).backward()  # DDP averages gradients; the global loss is the sum
+            check_finite(step + 1, {"gradient norm": torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)})
             optimizer.step()
             loss_sum += float(all_reduce_sum(loss.detach()))
+            step += 1
+            elapsed += time.perf_counter() - tick
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / (i + 1):.3f}", lr=f"{lr:.2e}")
+            if i + 1 < steps_per_epoch and step % cfg.checkpoint_every == 0:
+                save_state()
         epoch += 1
-        elapsed += time.perf_counter() - tick
         history.epoch.append(epoch)
         history.loss.append(loss_sum / steps_per_epoch)
         history.lr.append(lr)
         run.log_metrics({"pretrain/loss": history.loss[-1], "pretrain/lr": lr, "pretrain/seconds": elapsed}, step=epoch)
-        views = gather_objects(view_gen.get_state())
-        if ctx.main:
-            checkpoint.save(
-                state_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "order_rng": order_gen.get_state(),
-                    "view_rng": views,
-                    "history": asdict(history),
-                    "epoch": epoch,
-                    "elapsed": elapsed,
-                    "config": asdict(cfg),
-                },
-            )
-        barrier()
+        epoch_start_rng, loss_sum = order_gen.get_state(), 0.0
+        save_state()
     bar.close()
 
+    epoch = cfg.epochs
     summary = {"epochs": epoch, "final_loss": round(history.loss[-1], 4), "fingerprint": cfg.fingerprint()}
     if ctx.main:
         with atomic_dir(out_dir) as tmp:

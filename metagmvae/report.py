@@ -15,9 +15,10 @@ import argparse
 import json
 from pathlib import Path
 
+from metagmvae.config import load_params
 from metagmvae.data.episodes import parse_episode_key
 from metagmvae.io import write_text
-from metagmvae.paper import PAPER_RESULTS
+from metagmvae.paper import PAPER_RESULTS, RELATED_PAPER_RESULTS
 from metagmvae.tracking import git_commit
 
 DATASETS = {"omniglot": "Omniglot", "mini_imagenet": "Mini-ImageNet (SimCLR features)"}
@@ -25,8 +26,18 @@ METHOD_NAMES = {
     "meta_gmvae": "Meta-GMVAE",
     "pixel_1nn": "pixel 1-NN",
     "logistic_regression": "LR on features (supervised)",
+    "lasium": "LASIUM",
+    "leo": "LEO (supervised)",
+    "sib": "SIB (supervised, transductive)",
 }
+BACKBONE_NOTE = (
+    "Their papers' numbers come from their own setups: LEO and SIB on WRN-28-10 features trained "
+    "with labels (SIB also Conv4), LASIUM with its own backbones end to end. Here every method reads "
+    "the same inputs (Omniglot pixels, our unsupervised SimCLR features), so a row measures the "
+    "meta-learner, not the backbone."
+)
 MAIN_METHOD = "meta_gmvae"
+RELATED_METHODS = ("lasium", "leo", "sib")
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
@@ -60,13 +71,50 @@ def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(rows)
 
 
-def results_section(metrics_dir: Path) -> str:
-    """Markdown: a heading and a results table for every dataset with a metrics file."""
-    parts = []
+def related_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
+    """A markdown table of every related method's accuracy here beside its own paper's value."""
+    rows = ["| method | setting | here | its paper |", "|---|---|---|---|"]
+    for method in (m for m in RELATED_METHODS if m in results):
+        paper = RELATED_PAPER_RESULTS.get(method, {}).get(dataset, {})
+        for key in sorted(results[method], key=parse_episode_key):
+            published = paper.get(key)
+            theirs = (
+                "-"
+                if published is None
+                else f"{published[0]:.2f}" + ("" if published[1] is None else f" ± {published[1]:.2f}")
+            )
+            rows.append(f"| {METHOD_NAMES[method]} | {_label(key)} | {_cell(results[method][key])} | {theirs} |")
+    return "\n".join(rows)
+
+
+def dataset_results(metrics_dir: Path, dataset: str, related: dict[str, dict]) -> dict[str, dict[str, dict]]:
+    """``metrics/<dataset>.json`` merged with the metrics of every related run on ``dataset``.
+
+    related: the ``related`` section of params.yaml (run name -> its ``method`` and ``dataset``).
+    """
+    path = metrics_dir / f"{dataset}.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for name, spec in related.items():
+        run = metrics_dir / "related" / f"{name}.json"
+        if spec.get("dataset") == dataset and run.exists():
+            results.update(json.loads(run.read_text()))
+    return results
+
+
+def results_section(metrics_dir: Path, related: dict[str, dict] | None = None) -> str:
+    """Markdown: per dataset with metrics, a heading, the results table and, when related methods
+    ran on it, their table against their own papers."""
+    parts, tables = [], []
     for dataset, title in DATASETS.items():
-        path = metrics_dir / f"{dataset}.json"
-        if path.exists():
-            parts.append(f"### {title}\n\n{results_table(dataset, json.loads(path.read_text()))}")
+        results = dataset_results(metrics_dir, dataset, related or {})
+        if not results:
+            continue
+        tables.append(results)
+        parts.append(f"### {title}\n\n{results_table(dataset, results)}")
+        if any(m in results for m in RELATED_METHODS):
+            parts.append(f"Related methods against their own papers:\n\n{related_table(dataset, results)}")
+    if any(m in RELATED_METHODS for results in tables for m in results):
+        parts.append(BACKBONE_NOTE)
     return "\n\n".join(parts)
 
 
@@ -83,14 +131,14 @@ def timing_section(time_dir: Path) -> str:
     return "\n".join(rows)
 
 
-def build_report(metrics_dir: Path, commit: str) -> str:
-    """The whole ``metrics/report.md``."""
+def build_report(metrics_dir: Path, commit: str, related: dict[str, dict] | None = None) -> str:
+    """The whole ``metrics/report.md`` (``related``: the ``related`` section of params.yaml)."""
     return (
         "# Results\n\n"
         f"Written by the `report` stage at commit `{commit}`. Test accuracy (%) on 1000 fixed test\n"
         "episodes per setting, mean ± 95% confidence interval (1.96 · std / √1000); the paper is\n"
         "Lee et al., ICLR 2021, Table 1. Every method of a dataset is scored on the same episodes.\n\n"
-        f"{results_section(metrics_dir)}\n\n"
+        f"{results_section(metrics_dir, related)}\n\n"
         "## Wall time per stage\n\n"
         f"{timing_section(metrics_dir / 'time')}\n"
     )
@@ -110,13 +158,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
     parser.add_argument("--readme", type=Path, help="update this README's results block from the report")
+    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="for the related runs' datasets")
     args = parser.parse_args(argv)
     report_path = args.metrics / "report.md"
     if args.readme:
         args.readme.write_text(readme_with_results(args.readme.read_text(), report_path.read_text()))
         print(f"{args.readme}: results block updated from {report_path}")
         return
-    write_text(report_path, build_report(args.metrics, git_commit()))
+    related = load_params(args.params).get("related", {}) if args.params.exists() else {}
+    write_text(report_path, build_report(args.metrics, git_commit(), related))
     print(report_path.read_text())
 
 

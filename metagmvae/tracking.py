@@ -86,6 +86,18 @@ def _load_mlflow():
     return mlflow
 
 
+def _store_lock(uri: str) -> contextlib.AbstractContextManager:
+    """An inter-process lock beside a SQLite store (``<db>.lock``); nothing for a server, whose
+    database serialises its clients itself."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    db = Path(uri.removeprefix("sqlite:///"))
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(f"{db}.lock", timeout=600)
+
+
 @contextlib.contextmanager
 def start_run(stage: str, run_name: str, params: Mapping[str, Any] | None = None) -> Iterator[Run]:
     """Open an MLflow run tagged with ``stage``, the git commit and the DVC experiment (if any).
@@ -98,12 +110,12 @@ def start_run(stage: str, run_name: str, params: Mapping[str, Any] | None = None
         return
     root = project_root()
     uri = tracking_uri(root)
-    mlflow.set_tracking_uri(uri)
-    if mlflow.get_experiment_by_name(EXPERIMENT) is None:
-        artifacts = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
-        with contextlib.suppress(Exception):  # a concurrent process may have created it
+    with _store_lock(uri):  # two queue workers must not both create (migrate) a new SQLite store
+        mlflow.set_tracking_uri(uri)
+        if mlflow.get_experiment_by_name(EXPERIMENT) is None:
+            artifacts = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
             mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
-    mlflow.set_experiment(EXPERIMENT)
+        mlflow.set_experiment(EXPERIMENT)
     tags = {"stage": stage, "git_commit": git_commit(), "mlflow.source.git.commit": git_commit()}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import shutil
 import time
@@ -32,8 +31,6 @@ from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
 from metagmvae.schedule import learning_rate, set_learning_rate
 from metagmvae.tracking import Run
-
-log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -182,6 +179,7 @@ def train(
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = rt.generator(cfg.seed)
     history, best, step, elapsed = History(), {s: -math.inf for s in cfg.val_shots}, 0, 0.0
+    sums, count = {"loss": 0.0, "rec": 0.0, "kl": 0.0}, 0  # loss terms since the last log line
 
     if state_path.exists():
         state = checkpoint.load(state_path, rt.device)
@@ -192,7 +190,8 @@ def train(
         history = History(**state["history"])
         best = {int(k): v for k, v in state["best"].items()}
         step, elapsed = state["step"], state["elapsed"]
-        log.info("resuming %s from step %d (%s)", out_dir.name, step, state_path)
+        sums, count = state["unlogged"]["sums"], state["unlogged"]["count"]
+        print(f"resuming {out_dir.name} from step {step} ({state_path})", flush=True)
 
     def save_state() -> None:
         checkpoint.save(
@@ -205,13 +204,12 @@ def train(
                 "best": {str(k): v for k, v in best.items()},
                 "step": step,
                 "elapsed": elapsed,
+                "unlogged": {"sums": sums, "count": count},  # checkpoints need not fall on log steps
                 "config": asdict(cfg),
             },
         )
 
     model.train()
-    sums = {"loss": 0.0, "rec": 0.0, "kl": 0.0}
-    count = 0
     bar = progress_bar(
         total=cfg.steps, initial=step, desc=f"metatrain {out_dir.name}", disable=not progress, unit="step"
     )

@@ -9,6 +9,10 @@ if [ "${1:-}" = "--profile" ]; then
   profile="$2"
   shift 2
   mapfile -t sets < <(python -m metagmvae.profile "$profile")
+  checked="$(mktemp --suffix=.yaml)"
+  python -m metagmvae.profile "$profile" --write "$checked"
+  python -m metagmvae.validate "$checked" && rm -f "$checked"  # every problem, before any work
   exec dvc exp run --name "$profile-$(date +%Y%m%d-%H%M%S)" "${sets[@]}" "$@"
 fi
+python -m metagmvae.validate params.yaml  # every problem, before any work
 exec dvc repro "$@"

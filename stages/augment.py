@@ -8,8 +8,8 @@ data/omniglot/split.json (the character names of each split).
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params
 from metagmvae.pipeline import augment
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -17,7 +17,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    augment.run(load_params(args.params), raw_dir=Path("data/omniglot/raw"), out_dir=Path("data/omniglot"))
+    augment.run(load_valid_params(args.params), raw_dir=Path("data/omniglot/raw"), out_dir=Path("data/omniglot"))
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ Output: data/<dataset>/raw/ (only once every file is fetched and verified).
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params
 from metagmvae.io import project_root
 from metagmvae.pipeline import download
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -18,7 +18,7 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    download.run(args.dataset, load_params(args.params), Path("data") / args.dataset / "raw", root=project_root())
+    download.run(args.dataset, load_valid_params(args.params), Path("data") / args.dataset / "raw", root=project_root())
 
 
 if __name__ == "__main__":

@@ -7,9 +7,9 @@ Output: data/<dataset>/episodes.h5, read by every training (validation) and eval
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params
 from metagmvae.data.stores import store_path
 from metagmvae.pipeline import episodes
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -18,9 +18,8 @@ def main() -> None:
     parser.add_argument("dataset")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    episodes.run(
-        args.dataset, load_params(args.params), store_path(args.dataset), Path("data") / args.dataset / "episodes.h5"
-    )
+    params = load_valid_params(args.params)
+    episodes.run(args.dataset, params, store_path(args.dataset), Path("data") / args.dataset / "episodes.h5")
 
 
 if __name__ == "__main__":

@@ -8,9 +8,9 @@ plots/<dataset>/accuracy.png.
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params
 from metagmvae.data.stores import store_path
 from metagmvae.pipeline import evaluate
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     evaluate.run(
         args.dataset,
-        load_params(args.params),
+        load_valid_params(args.params),
         store=store_path(args.dataset),
         episodes_path=Path("data") / args.dataset / "episodes.h5",
         models_dir=Path("models") / args.dataset,

@@ -8,9 +8,9 @@ and file names, the encoder checkpoint's SHA-256), the feature store the meta-le
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params
 from metagmvae.data.stores import store_path
 from metagmvae.pipeline import extract
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -21,7 +21,7 @@ def main() -> None:
     args = parser.parse_args()
     extract.run(
         args.dataset,
-        load_params(args.params),
+        load_valid_params(args.params),
         images_path=Path("data") / args.dataset / "raw" / "images.h5",
         encoder_path=Path("models") / args.dataset / "simclr" / "simclr.pt",
         out_path=store_path(args.dataset),

@@ -12,9 +12,10 @@ same parameters.
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params, section
+from metagmvae.config import section
 from metagmvae.data.stores import store_path
 from metagmvae.pipeline import metatrain
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -23,7 +24,7 @@ def main() -> None:
     parser.add_argument("name")
     parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    params = load_params(args.params)
+    params = load_valid_params(args.params)
     dataset = section(params, "metatrain", args.name).get("dataset")
     metatrain.run(
         args.name,

@@ -10,8 +10,8 @@ An interrupted run resumes from
 import argparse
 from pathlib import Path
 
-from metagmvae.config import load_params
 from metagmvae.pipeline import pretrain
+from metagmvae.validate import load_valid_params
 from metagmvae.walltime import stage_clock
 
 
@@ -23,7 +23,7 @@ def main() -> None:
     data = Path("data") / args.dataset
     pretrain.run(
         args.dataset,
-        load_params(args.params),
+        load_valid_params(args.params),
         images_path=data / "raw" / "images.h5",
         out_dir=Path("models") / args.dataset / "simclr",
         metrics_path=Path("metrics") / "train" / "simclr.json",

@@ -40,6 +40,13 @@ TINY_TRAINING = {  # overrides of a metatrain section: seconds, not minutes
 }
 
 
+TINY_RELATED = {  # per related method, the overrides that shrink its quick profile to seconds
+    "lasium": {"vae_steps": 4, "batch": 1, "way": 5, "query": 2},
+    "leo": {"batch": 2},
+    "sib": {"batch": 2},
+}
+
+
 @pytest.fixture(autouse=True, scope="session")
 def _no_tracking_into_the_repository():
     """Unit tests never write to the repository's MLflow store (the pipeline test opts back in)."""
@@ -253,3 +260,43 @@ def mini_store(tiny_mini_packed, tmp_path_factory) -> Path:
         "mini_imagenet", params, out / "raw" / "images.h5", out / "simclr" / "simclr.pt", out / "mini_imagenet.h5"
     )
     return out
+
+
+# ---------------------------------------------------------------- the whole pipeline
+
+
+def tiny_pipeline_params(sources: Path, mini_source: Path) -> dict:
+    """The committed params.yaml, shrunk: 20 characters, 5- and 10-way models, a few steps;
+    Mini-ImageNet with 5 classes per split and 20 images per class."""
+    from metagmvae.data import omniglot
+
+    params = tiny_mini_params(yaml.safe_load((REPO / "params.yaml").read_text()), mini_source)
+    dl = params["download"]["omniglot"]
+    dl["sources"] = [str(sources)]
+    for name, chars in TINY_CHARACTERS.items():
+        digest = omniglot.verify_archive(sources / name).content_sha256
+        dl["archives"][name] = {"characters": chars, "content_sha256": digest}
+    params["augment"]["omniglot"]["split"] = TINY_SPLIT
+    params["episodes"]["omniglot"].update(
+        val={"episodes": 8, "ways": [5, 10], "shots": [1, 5]}, test={"episodes": 20, "ways": [5, 10], "shots": [1, 5]}
+    )
+    template = params["metatrain"]["omniglot_5way"]
+    tiny = dict(template, **TINY_TRAINING)
+    params["metatrain"] = {
+        "omniglot_5way": dict(tiny, way=5),
+        "omniglot_10way": dict(tiny, way=10),
+        "mini_imagenet_5way": params["metatrain"]["mini_imagenet_5way"],
+    }
+    params["evaluate"]["omniglot"].update(
+        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
+    )
+    for run in params["related"].values():  # a few steps each, tested on the tiny test episodes
+        run.update(steps=4, val_every=2, log_every=2, test_ways=[5], test_shots=[1, 5], episodes_per_call=10)
+        run.update({key: value for key, value in TINY_RELATED[run["method"]].items() if key in run})
+    return params
+
+
+@pytest.fixture(scope="session")
+def pipeline_params(tiny_sources, tiny_mini_packed) -> dict:
+    """:func:`tiny_pipeline_params` for the tiny archives (a fresh copy per use: ``copy.deepcopy``)."""
+    return tiny_pipeline_params(tiny_sources, tiny_mini_packed)

@@ -20,37 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT, TINY_TRAINING, tiny_mini_params
-
-from metagmvae.data import omniglot
+from conftest import REPO
 
 BIN = Path(sys.executable).parent
-
-
-def tiny_params(sources: Path, mini_source: Path) -> dict:
-    """The committed params.yaml, shrunk: 20 characters, 5- and 10-way models, a few steps;
-    Mini-ImageNet with 5 classes per split and 20 images per class."""
-    params = tiny_mini_params(yaml.safe_load((REPO / "params.yaml").read_text()), mini_source)
-    dl = params["download"]["omniglot"]
-    dl["sources"] = [str(sources)]
-    for name, chars in TINY_CHARACTERS.items():
-        digest = omniglot.verify_archive(sources / name).content_sha256
-        dl["archives"][name] = {"characters": chars, "content_sha256": digest}
-    params["augment"]["omniglot"]["split"] = TINY_SPLIT
-    params["episodes"]["omniglot"].update(
-        val={"episodes": 8, "ways": [5, 10], "shots": [1, 5]}, test={"episodes": 20, "ways": [5, 10], "shots": [1, 5]}
-    )
-    template = params["metatrain"]["omniglot_5way"]
-    tiny = dict(template, **TINY_TRAINING)
-    params["metatrain"] = {
-        "omniglot_5way": dict(tiny, way=5),
-        "omniglot_10way": dict(tiny, way=10),
-        "mini_imagenet_5way": params["metatrain"]["mini_imagenet_5way"],
-    }
-    params["evaluate"]["omniglot"].update(
-        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
-    )
-    return params
 
 
 def run(cmd: list[str], cwd: Path) -> str:
@@ -72,7 +44,7 @@ def stages_run(output: str) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def repo(tiny_sources, tiny_mini_packed, tmp_path_factory) -> Path:
+def repo(pipeline_params, tmp_path_factory) -> Path:
     """A git + DVC copy of the repository's tracked files with the tiny profile committed."""
     dest = tmp_path_factory.mktemp("pipeline") / "repo"
     files = subprocess.run(
@@ -83,7 +55,7 @@ def repo(tiny_sources, tiny_mini_packed, tmp_path_factory) -> Path:
         if src.is_file() and not rel.startswith(("data/", "models/", "metrics/", "plots/")):
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(tiny_sources, tiny_mini_packed), sort_keys=False))
+    (dest / "params.yaml").write_text(yaml.safe_dump(pipeline_params, sort_keys=False))
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run(["git", "init", "-q"], dest)
     run([*git, "add", "-A"], dest)
@@ -110,6 +82,10 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         "metatrain@mini_imagenet_5way",
         "evaluate@omniglot",
         "evaluate@mini_imagenet",
+        "related@lasium_omniglot",
+        "related@lasium_mini_imagenet",
+        "related@leo_mini_imagenet",
+        "related@sib_mini_imagenet",
         "report",
     }
     metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())
@@ -138,6 +114,11 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         "history.json",
         "summary.json",
     ]
+    for name, method in (("lasium_omniglot", "lasium"), ("leo_mini_imagenet", "leo"), ("sib_mini_imagenet", "sib")):
+        related = json.loads((repo / "metrics" / "related" / f"{name}.json").read_text())[method]
+        assert sorted(related) == ["5way_1shot", "5way_5shot"]  # on the same 20 test episodes as Meta-GMVAE
+        assert all(res["episodes"] == 20 and 0 <= res["accuracy"] <= 100 for res in related.values())
+    assert (repo / "plots" / "related" / "lasium_omniglot" / "tasks.png").read_bytes()[:4] == b"\x89PNG"
     assert json.loads((repo / "metrics" / "train" / "simclr.json").read_text())["epochs"] == 2
     assert not list((repo / ".resume").glob("*")), "resume state is removed after a finished run"
 
@@ -151,6 +132,7 @@ def test_report_plots_and_stage_times(repo, first_repro):
         f"{ours['accuracy'] - 94.92:+.2f} | {pixel['accuracy']:.2f} ± {pixel['ci95']:.2f} |"
     )
     assert row in report
+    assert "| LASIUM | 5-way 1-shot |" in report and "| SIB (supervised, transductive) | 5-way 1-shot |" in report
     times = {p.stem for p in (repo / "metrics" / "time").glob("*.json")}
     assert {"augment", "metatrain-omniglot_5way", "evaluate-mini_imagenet", "pretrain-mini_imagenet"} <= times
     assert "| metatrain-omniglot_5way |" in report and "| **total** |" in report

@@ -71,3 +71,25 @@ def test_accuracy_by_shot_table_has_a_column_per_method_and_way():
         "paper_20way",
     ]
     assert rows == [[1, 72.29, 45.33, 94.92, None, None, None], [5, None, None, None, 60.25, 47.0, 90.61]]
+
+
+def test_related_methods_join_their_dataset_with_their_own_papers_values(metrics_dir):
+    (metrics_dir / "related").mkdir()
+    sib = {"sib": {"5way_1shot": {"accuracy": 29.26, "ci95": 0.45, "episodes": 1000}}}
+    lasium = {"lasium": {"5way_1shot": {"accuracy": 60.5, "ci95": 0.9, "episodes": 1000}}}
+    (metrics_dir / "related" / "sib_mini_imagenet.json").write_text(json.dumps(sib))
+    (metrics_dir / "related" / "lasium_omniglot.json").write_text(json.dumps(lasium))
+    (metrics_dir / "related" / "stale.json").write_text(json.dumps(sib))  # not in params: ignored
+    related = {
+        "sib_mini_imagenet": {"method": "sib", "dataset": "mini_imagenet"},
+        "lasium_omniglot": {"method": "lasium", "dataset": "omniglot"},
+    }
+    text = report.build_report(metrics_dir, "abc123", related)
+    omniglot = text[text.index("### Omniglot") : text.index("### Mini-ImageNet")]
+    assert "| setting | Meta-GMVAE | paper | difference | pixel 1-NN | LASIUM |" in omniglot
+    assert "| 5-way 1-shot | 72.29 ± 1.00 | 94.92 ± 0.42 | -22.63 | 45.33 ± 0.58 | 60.50 ± 0.90 |" in omniglot
+    assert "| LASIUM | 5-way 1-shot | 60.50 ± 0.90 | 80.15 |" in omniglot  # the paper quotes no CI
+    mini = text[text.index("### Mini-ImageNet") : text.index("## Wall time")]
+    assert "| 5-way 1-shot | - | 42.82 ± 0.56 | - | 29.26 ± 0.45 |" in mini
+    assert "| SIB (supervised, transductive) | 5-way 1-shot | 29.26 ± 0.45 | 70.00 ± 0.60 |" in mini
+    assert "so a row measures the meta-learner, not the backbone" in text

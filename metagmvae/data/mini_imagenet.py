@@ -61,25 +61,37 @@ def _read_split_csv(path: Path) -> list[tuple[str, str]]:
         return [(row["filename"], row["label"]) for row in reader]
 
 
-def _check_sums(folder: Path) -> None:
+def plain_name(name: str, where: str | Path) -> str:
+    """``name`` if it is a bare file name; refuse anything that could reach outside the folder
+    (``..``, absolute paths, sub-folders, backslashes)."""
+    if not name or name in (".", "..") or Path(name).name != name or "\\" in name:
+        raise SourceDataError(f"{where}: refusing the path {name!r} (files must sit in the source folder)")
+    return name
+
+
+def _check_sums(folder: Path) -> set[str]:
+    """Verify every file ``SHA256SUMS`` lists; returns their names."""
     sums = folder / "SHA256SUMS"
     if not sums.is_file():
         raise SourceDataError(f"{sums}: not found (the packed form is verified against it)")
+    listed: set[str] = set()
     for line in sums.read_text().splitlines():
         if not line.strip():
             continue
         digest, name = line.split(maxsplit=1)
-        path = folder / name.strip().lstrip("*")
+        path = folder / plain_name(name.strip().lstrip("*"), sums)
         if not path.is_file():
             raise SourceDataError(f"{path}: listed in SHA256SUMS but missing")
         if sha256_file(path) != digest:
             raise SourceDataError(f"{path}: SHA-256 does not match SHA256SUMS (truncated or modified)")
+        listed.add(path.name)
+    return listed
 
 
 def read_packed(folder: Path) -> dict[str, Split]:
     """Read the packed form: shards addressed by ``index.csv``, rows checked against the split
     CSVs. Every file is verified against ``SHA256SUMS`` first."""
-    _check_sums(folder)
+    listed = _check_sums(folder)
     with open(folder / "index.csv", newline="") as f:
         index = list(csv.DictReader(f))
     shards: dict[str, bytes] = {}
@@ -98,6 +110,8 @@ def read_packed(folder: Path) -> dict[str, Split]:
         jpegs = []
         for r in rows:
             if r["shard"] not in shards:
+                if r["shard"] not in listed:
+                    raise SourceDataError(f"{folder / 'index.csv'}: shard {r['shard']!r} is not listed in SHA256SUMS")
                 shards[r["shard"]] = (folder / r["shard"]).read_bytes()
             start, length = int(r["offset"]), int(r["length"])
             blob = shards[r["shard"]][start : start + length]
@@ -117,9 +131,7 @@ def fetch_packed(url: str, folder: Path, timeout: float) -> Path:
     copy_from(url, "SHA256SUMS", folder / "SHA256SUMS", timeout)
     for line in (folder / "SHA256SUMS").read_text().splitlines():
         if line.strip():
-            name = line.split(maxsplit=1)[1].strip().lstrip("*")
-            if Path(name).name != name:
-                raise SourceDataError(f"{url}/SHA256SUMS: refusing the path {name!r} (files must sit beside it)")
+            name = plain_name(line.split(maxsplit=1)[1].strip().lstrip("*"), f"{url}/SHA256SUMS")
             copy_from(url, name, folder / name, timeout)
     return folder
 
@@ -132,7 +144,7 @@ def read_folder(folder: Path) -> dict[str, Split]:
         rows = _read_split_csv(folder / f"{split}.csv")
         jpegs = []
         for name, _ in rows:
-            path = images / name
+            path = images / plain_name(name, folder / f"{split}.csv")
             if not path.is_file():
                 raise SourceDataError(f"{path}: image named in {split}.csv is missing")
             jpegs.append(path.read_bytes())

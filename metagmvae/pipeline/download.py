@@ -26,54 +26,72 @@ def _sources(check: Checker) -> list[str]:
     )
 
 
-def _omniglot(check: Checker, out: Path, root: Path) -> dict[str, Any]:
-    """Each archive from the first source whose copy has the expected contents."""
+def _omniglot_config(check: Checker) -> dict[str, Any]:
+    """``sources``, ``timeout`` and the expected ``(characters, content_sha256)`` per archive."""
     sources, timeout = _sources(check), check.get("timeout_seconds", float, positive)
     archives = check.get("archives", dict, lambda v: None if v else "must name at least one file")
     check.done()
-    verifiers = {}
+    expected = {}
     for name, spec in archives.items():
         sub = Checker(spec, f"{check.where}.archives.{name}")
-        expected = (
+        expected[name] = (
             sub.get("characters", int, positive),
             sub.get("content_sha256", str, lambda v: None if len(v) == 64 else "must be a 64-hex-digit SHA-256"),
         )
         sub.done()
-        verifiers[name] = lambda path, expected=expected: omniglot.verify_archive(path, *expected)
+    return {"sources": sources, "timeout": timeout, "archives": expected}
+
+
+def _omniglot(cfg: dict[str, Any], out: Path, root: Path) -> dict[str, Any]:
+    """Each archive from the first source whose copy has the expected contents."""
     manifest = {}
-    for name, verify in verifiers.items():
-        used, summary = fetch_verified(name, sources, out / name, verify, root, timeout)
+    for name, expected in cfg["archives"].items():
+        used, summary = fetch_verified(
+            name,
+            cfg["sources"],
+            out / name,
+            lambda path, expected=expected: omniglot.verify_archive(path, *expected),
+            root,
+            cfg["timeout"],
+        )
         print(f"{name}: {summary.characters} characters, {summary.images} images, verified, from {used}")
         manifest[name] = vars(summary)
     return manifest
 
 
-def _mini_imagenet(check: Checker, out: Path, root: Path) -> dict[str, Any]:
-    """The first source folder (packed or JPEG folder) that passes every check, as ``images.h5``."""
-    sources = _sources(check)
-    classes = check.get(
-        "classes",
-        dict,
-        lambda v: (
-            None
-            if sorted(v) == sorted(mini_imagenet.SPLITS) and all(isinstance(n, int) and n > 0 for n in v.values())
-            else "must map train, val and test to class counts > 0"
+def _mini_imagenet_config(check: Checker) -> dict[str, Any]:
+    """``sources``, class counts per split, images per class and ``timeout``."""
+    cfg = {
+        "sources": _sources(check),
+        "classes": check.get(
+            "classes",
+            dict,
+            lambda v: (
+                None
+                if sorted(v) == sorted(mini_imagenet.SPLITS) and all(isinstance(n, int) and n > 0 for n in v.values())
+                else "must map train, val and test to class counts > 0"
+            ),
         ),
-    )
-    per_class = check.get("images_per_class", int, positive)
-    timeout = check.get("timeout_seconds", float, positive)
+        "images_per_class": check.get("images_per_class", int, positive),
+        "timeout": check.get("timeout_seconds", float, positive),
+    }
     check.done()
+    return cfg
+
+
+def _mini_imagenet(cfg: dict[str, Any], out: Path, root: Path) -> dict[str, Any]:
+    """The first source folder (packed or JPEG folder) that passes every check, as ``images.h5``."""
     failures = []
     staging = out / "staging"  # downloaded shards, inside the stage's temporary folder
-    for source in sources:
+    for source in cfg["sources"]:
         location = resolve_source(source, root)
         try:
             if location.startswith(URL_SCHEMES):
-                folder = mini_imagenet.fetch_packed(location, staging, timeout)
+                folder = mini_imagenet.fetch_packed(location, staging, cfg["timeout"])
             else:
                 folder = Path(location)
             splits = mini_imagenet.read_source(folder)
-            mini_imagenet.verify(splits, classes, per_class)
+            mini_imagenet.verify(splits, cfg["classes"], cfg["images_per_class"])
         except (OSError, urllib.error.URLError, ValueError) as exc:
             failures.append(f"  {location}: {exc}")
             continue
@@ -85,7 +103,18 @@ def _mini_imagenet(check: Checker, out: Path, root: Path) -> dict[str, Any]:
     raise SourceError("mini_imagenet: no source gave a complete, valid copy:\n" + "\n".join(failures))
 
 
-DOWNLOADERS = {"omniglot": _omniglot, "mini_imagenet": _mini_imagenet}
+DOWNLOADERS = {  # dataset -> (parse its section, fetch and verify)
+    "omniglot": (_omniglot_config, _omniglot),
+    "mini_imagenet": (_mini_imagenet_config, _mini_imagenet),
+}
+
+
+def download_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """Parse and validate ``download.<dataset>``."""
+    if dataset not in DOWNLOADERS:
+        raise ConfigError(f"download: unknown dataset {dataset!r}; expected one of {sorted(DOWNLOADERS)}")
+    parse, _ = DOWNLOADERS[dataset]
+    return parse(Checker(section(params, "download", dataset), f"download.{dataset}"))
 
 
 def run(dataset: str, params: Mapping[str, Any], out_dir: Path, root: Path) -> dict[str, Any]:
@@ -93,10 +122,9 @@ def run(dataset: str, params: Mapping[str, Any], out_dir: Path, root: Path) -> d
 
     Relative source folders are resolved against ``root`` (the repository root).
     """
-    if dataset not in DOWNLOADERS:
-        raise ConfigError(f"download: unknown dataset {dataset!r}; expected one of {sorted(DOWNLOADERS)}")
-    check = Checker(section(params, "download", dataset), f"download.{dataset}")
+    cfg = download_config(params, dataset)
+    _, fetch = DOWNLOADERS[dataset]
     with atomic_dir(out_dir) as tmp:
-        manifest = DOWNLOADERS[dataset](check, tmp, root)
+        manifest = fetch(cfg, tmp, root)
         write_json(tmp / "manifest.json", manifest)
     return manifest

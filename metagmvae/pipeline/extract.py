@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,18 +32,38 @@ def encode_images(encoder: torch.nn.Module, images: torch.Tensor, rt: Runtime, b
     return torch.cat(out).numpy()
 
 
-def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_path: Path) -> dict[str, tuple]:
-    """Encode the first ``per_class[split]`` images of every class of every split with the
-    encoder of ``encoder_path`` and write the feature store ``out_path``. Returns the shapes."""
+@dataclass(frozen=True)
+class ExtractConfig:
+    """The ``extract.<dataset>`` section."""
+
+    per_class: dict[str, int]  # split -> images per class encoded (the first ones)
+    batch: int
+    device: str
+    precision: str
+    channels_last: bool
+
+
+def extract_config(params: dict, dataset: str) -> ExtractConfig:
+    """Parse and validate ``extract.<dataset>``."""
     where = f"extract.{dataset}"
     check = Checker(section(params, "extract", dataset), where)
     per_class = check.get("per_class", dict)
     batch = check.get("batch", int, positive)
-    rt = make_runtime(**runtime_params(check))
+    runtime = runtime_params(check)
     check.done()
     sub = Checker(per_class, f"{where}.per_class")
     counts = {split: sub.get(split, int, positive) for split in SPLITS}
     sub.done()
+    return ExtractConfig(counts, batch, **runtime)
+
+
+def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_path: Path) -> dict[str, tuple]:
+    """Encode the first ``per_class[split]`` images of every class of every split with the
+    encoder of ``encoder_path`` and write the feature store ``out_path``. Returns the shapes."""
+    where = f"extract.{dataset}"
+    cfg = extract_config(params, dataset)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    counts, batch = cfg.per_class, cfg.batch
 
     encoder, _ = load_encoder(encoder_path, rt)
     splits = {}

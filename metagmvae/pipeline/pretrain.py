@@ -31,6 +31,7 @@ def pretrain_config(params: dict, dataset: str) -> PretrainConfig:
         temperature=check.get("temperature", float, positive),
         hidden=check.get("hidden", int, positive),
         seed=check.get("seed", int, non_negative),
+        checkpoint_every=check.get("checkpoint_every", int, positive),
         **runtime_params(check),
     )
     check.done()

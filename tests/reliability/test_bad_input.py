@@ -4,11 +4,12 @@ import copy
 
 import pytest
 import yaml
-from conftest import REPO, TINY_CHARACTERS
+from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT
 
 from metagmvae.config import ConfigError
 from metagmvae.data.hdf5 import StoreError
 from metagmvae.pipeline import augment, episodes, evaluate, metatrain
+from metagmvae.profile import load_profile, merge
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -114,8 +115,9 @@ def test_cuda_requested_without_a_gpu(store, tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     params = copy.deepcopy(PARAMS)
     params["metatrain"]["omniglot_5way"]["device"] = "cuda"
-    with pytest.raises(ConfigError, match="device = 'cuda': no CUDA GPU is available"):
+    with pytest.raises(ConfigError, match="metatrain.omniglot_5way.device = 'cuda': no CUDA GPU is available"):
         run_metatrain(params, store, tmp_path)
+    assert sorted(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize(
@@ -135,3 +137,68 @@ def test_bad_evaluate_params(store, tmp_path, change, match):
     with pytest.raises(ConfigError, match=match):
         evaluate.run("omniglot", params, store, tmp_path / "e.h5", tmp_path, tmp_path / "m.json", tmp_path / "p")
     assert sorted(tmp_path.iterdir()) == []
+
+
+def test_whole_file_validation_reports_every_problem_with_key_and_value(tmp_path, capsys):
+    from metagmvae import validate
+
+    params = copy.deepcopy(PARAMS)
+    params["evaluat"] = {}  # a typo of a section
+    params["download"]["cifar"] = {}  # an unknown dataset
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert validate.main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown top-level section(s) ['evaluat']" in err and "download: unknown dataset(s) ['cifar']" in err
+
+    params = copy.deepcopy(PARAMS)
+    params["metatrain"]["omniglot_5way"]["points"] = 0
+    params["pretrain"]["mini_imagenet"]["epochs"] = -2
+    params["episodes"]["omniglot"]["test"]["shots"] = [1, 5, 6]  # 6 + 15 queries > 20 drawers
+    params["evaluate"]["mini_imagenet"]["models"]["mini_imagenet_10way"] = [1]
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    assert validate.main([str(path)]) == 1
+    err = capsys.readouterr().err
+    assert "4 problem(s)" in err
+    assert "pretrain.mini_imagenet.epochs = -2: must be > 0" in err
+    assert "metatrain.omniglot_5way.points = 0: must be > 0" in err
+    assert (
+        "episodes.omniglot.test (5-way 6-shot): shot + query = 6 + 15 = 21 is larger than the 20 instances per class"
+        in err
+    )
+    assert "evaluate.mini_imagenet.models.mini_imagenet_10way: no such model in metatrain" in err
+
+    path.write_text((REPO / "params.yaml").read_text())
+    assert validate.main([str(path)]) == 0
+    for profile in sorted((REPO / "profiles").glob("*.yaml")):  # every shipped profile is valid
+        path.write_text(yaml.safe_dump(merge(PARAMS, load_profile(profile.stem)), sort_keys=False))
+        assert validate.main([str(path)]) == 0, profile.name
+
+
+def test_a_stage_refuses_a_bad_later_section_before_any_work(store, tmp_path):
+    """The first stage to run checks the whole file: a typo meant for `evaluate` stops
+    `metatrain` before it trains, and it writes nothing."""
+    from stage_runs import make_project, start_stage
+
+    params = copy.deepcopy(PARAMS)
+    params["augment"]["omniglot"]["split"] = TINY_SPLIT
+    params["evaluate"]["omniglot"]["sample"] = 32  # typo of `samples`
+    project = make_project(tmp_path / "p", params, {"data/omniglot/omniglot.h5": store})
+    proc = start_stage(project, "metatrain", "omniglot_5way")
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert "evaluate.omniglot: unknown key(s) ['sample']" in out
+    assert sorted(p.name for p in project.iterdir()) == ["data", "params.yaml"]  # no models, .resume, metrics
+
+
+def test_missing_source_is_named_and_nothing_is_written(tmp_path):
+    from metagmvae.data.sources import SourceError
+    from metagmvae.pipeline import download
+
+    params = copy.deepcopy(PARAMS)
+    params["download"]["mini_imagenet"]["sources"] = [str(tmp_path / "nowhere")]
+    with pytest.raises(SourceError, match=rf"{tmp_path / 'nowhere'}: .*source folder not found"):
+        download.run("mini_imagenet", params, tmp_path / "raw", tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    with pytest.raises(ConfigError, match=r"download: unknown dataset 'cifar'; expected one of"):
+        download.run("cifar", params, tmp_path / "raw", tmp_path)

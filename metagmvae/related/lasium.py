@@ -1,0 +1,506 @@
+"""LASIUM (Khodadadeh et al., ICLR 2021): unsupervised meta-learning on tasks generated in the
+latent space of a generative model, here a VAE, meta-trained with ProtoNets (Snell et al., 2017).
+
+Three phases, one code path for both datasets (the item's shape picks the architecture):
+
+1. a VAE is fitted to the unlabeled training pool (``data["train"].flatten(0, 1)``: the class
+   structure and labels are never used), then frozen. Images ``[1, 28, 28]`` in [0, 1]: a Conv4
+   encoder and the transposed-conv decoder with a Bernoulli likelihood. Feature vectors ``[F]``:
+   MLPs with a unit-variance Gaussian likelihood on features standardised with the pool's
+   per-feature mean and standard deviation;
+2. a generated ``way``-way task: ``way`` anchors drawn from the prior ``N(0, I)`` and redrawn
+   until every pair is at least ``epsilon`` apart, then ``shot + query`` members per class, by
+   LASIUM-N (anchor + ``N(0, sigma^2 I)``) or LASIUM-RO (``anchor + alpha * (z_other - anchor)``
+   for a fresh prior draw ``z_other``), decoded to items (Bernoulli means, or de-standardised
+   Gaussian means);
+3. a ProtoNet embedding (Conv4, or an MLP on standardised features) meta-trained with Adam on
+   the generated tasks; the predictor is the nearest-prototype rule (squared Euclidean distance).
+
+The labelled validation episodes only select the checkpoint, as for Meta-GMVAE.
+
+Differences from the paper: its LASIUM-VAE anchors are encodings of random training images (the
+prior-anchor sampling with the ``epsilon`` threshold is its GAN variant), its anchor is itself a
+support member, and its Mini-ImageNet models see 84x84 pixels (VAE on pixels, or BigBiGAN; Conv4
+ProtoNet) where ours see 256-d SimCLR features (MLP VAE, MLP ProtoNet).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from metagmvae import checkpoint  # noqa: E402
+from metagmvae.config import Checker, non_negative, one_of, positive  # noqa: E402
+from metagmvae.data.episodes import EpisodeSet  # noqa: E402
+from metagmvae.evaluate import Predictor, episode_accuracies, summarize  # noqa: E402
+from metagmvae.io import atomic_path  # noqa: E402
+from metagmvae.models.conv import ConvEncoder, DeconvDecoder  # noqa: E402
+from metagmvae.progress import progress as progress_bar  # noqa: E402
+from metagmvae.runtime import Runtime  # noqa: E402
+from metagmvae.tracking import Run  # noqa: E402
+from metagmvae.train import check_finite  # noqa: E402
+
+# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['lasium'].
+
+STRATEGIES = ("N", "RO")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One ``related.<name>`` section's LASIUM hyper-parameters. "paper": the authors' LASIUM-VAE
+    ProtoNets scripts (Omniglot / Mini-ImageNet, the latter on 84x84 pixels, not features)."""
+
+    latent: int  # VAE latent dimension d (paper: 20 Omniglot; 512 Mini-ImageNet pixel VAE)
+    vae_hidden: int  # VAE width: conv channels (images) or MLP units (features) (paper: 64 channels)
+    vae_steps: int  # VAE Adam steps before it is frozen (paper: 1000 / 500 epochs of 128 = 188k / 150k)
+    vae_batch: int  # unlabeled items per VAE step (paper: 128)
+    vae_lr: float  # VAE Adam learning rate (paper: 0.001)
+    strategy: str  # in-class sampling: "N" (anchor + noise) | "RO" (towards a random other code)
+    sigma: float  # LASIUM-N noise std, latent units (paper's GAN scripts: 0.5 or 1.0)
+    alpha: float  # LASIUM-RO fraction of the way from the anchor to z_other, in (0, 1) (paper: 0.4)
+    epsilon: float  # minimum Euclidean distance between a task's anchors, latent units (paper: 0, no rejection)
+    max_tries: int  # prior draws per task before anchor sampling gives up with an error
+    way: int  # N classes per generated task (paper: 5)
+    shot: int  # K support members per class (paper: 1)
+    query: int  # Q query members per class (paper: 5)
+    batch: int  # generated tasks per ProtoNet step (paper: 4)
+    steps: int  # ProtoNet Adam steps (paper: 8000 / 60000)
+    lr: float  # ProtoNet Adam learning rate (paper: 0.001)
+    embed_hidden: int  # ProtoNet width: Conv4 channels (images, 64 -> 256-d) or MLP units (features)
+    val_every: int  # ProtoNet steps between validations (and at the last step)
+    val_episodes_per_call: int  # validation episodes embedded together
+    log_every: int  # steps between logged training losses
+    seed: int
+
+
+def _in_open_unit(value) -> str | None:
+    return None if 0 < value < 1 else "must be in (0, 1)"
+
+
+def _at_least_two(value) -> str | None:
+    return None if value >= 2 else "must be >= 2"
+
+
+def parse_config(section: Mapping[str, Any], where: str) -> Config:
+    """Validate a LASIUM section (every key required, unknown keys refused)."""
+    check = Checker(section, where)
+    kinds = {"strategy": (str, one_of(*STRATEGIES)), "alpha": (float, _in_open_unit), "way": (int, _at_least_two)}
+    kinds |= {k: (float, positive) for k in ("vae_lr", "sigma", "lr")} | {"epsilon": (float, non_negative)}
+    kinds |= {"seed": (int, non_negative)}
+    values = {name: check.get(name, *kinds.get(name, (int, positive))) for name in Config.__dataclass_fields__}
+    check.done()
+    return Config(**values)
+
+
+QUICK: dict[str, Any] = {  # 2 CPU cores, fp32: Omniglot about 2 minutes, Mini-ImageNet features about 5 s
+    "latent": 20,
+    "vae_hidden": 32,
+    "vae_steps": 1000,
+    "vae_batch": 64,
+    "vae_lr": 0.001,
+    "strategy": "RO",
+    "sigma": 0.5,
+    "alpha": 0.4,
+    "epsilon": 4.0,  # 20-d prior draws are typically sqrt(40) = 6.3 apart; ~70% of 20-anchor sets are redrawn
+    "max_tries": 100,
+    "way": 20,
+    "shot": 1,
+    "query": 5,
+    "batch": 1,
+    "steps": 1500,
+    "lr": 0.001,
+    "embed_hidden": 64,
+    "val_every": 500,
+    "val_episodes_per_call": 50,
+    "log_every": 50,
+    "seed": 0,
+}
+
+PAPER: dict[str, Any] = {  # Omniglot: the authors' LASIUM-RO-VAE ProtoNets script (Conv4 ProtoNet), for a GPU
+    "latent": 20,
+    "vae_hidden": 64,
+    "vae_steps": 188_000,
+    "vae_batch": 128,
+    "vae_lr": 0.001,
+    "strategy": "RO",
+    "sigma": 0.5,
+    "alpha": 0.4,
+    "epsilon": 0.0,
+    "max_tries": 100,
+    "way": 5,
+    "shot": 1,
+    "query": 5,
+    "batch": 4,
+    "steps": 8000,
+    "lr": 0.001,
+    "embed_hidden": 64,
+    "val_every": 200,
+    "val_episodes_per_call": 50,
+    "log_every": 50,
+    "seed": 0,
+}
+
+# Mini-ImageNet: the authors' script trains its VAE (latent 512) on 84x84 pixels for 500 epochs and
+# the Conv4 ProtoNet for 60000 steps; here the same latent and schedule on 256-d features.
+PAPER_MINI_IMAGENET: dict[str, Any] = PAPER | {"latent": 512, "vae_steps": 150_000, "steps": 60_000}
+
+
+# ---------------------------------------------------------------- task generation
+
+
+def min_pairwise_distance(z: torch.Tensor) -> torch.Tensor:
+    """Smallest Euclidean distance between two different rows of each set: ``[T, N, d] -> [T]``."""
+    dist = (z.unsqueeze(2) - z.unsqueeze(1)).pow(2).sum(-1).sqrt()
+    eye = torch.eye(z.shape[1], dtype=torch.bool, device=z.device)
+    return dist.masked_fill(eye, math.inf).amin((1, 2))
+
+
+def sample_anchors(
+    tasks: int, way: int, latent: int, epsilon: float, max_tries: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``tasks`` sets of ``way`` prior draws ``N(0, I)``, each set redrawn whole until all its
+    pairwise distances are ``>= epsilon``: ``[tasks, way, latent]``. Raises ``ValueError`` when a
+    set still fails after ``max_tries`` draws."""
+    device = generator.device
+    z = torch.randn(tasks, way, latent, generator=generator, device=device)
+    for _ in range(max_tries - 1):
+        bad = min_pairwise_distance(z) < epsilon
+        if not bad.any():
+            return z
+        z[bad] = torch.randn(int(bad.sum()), way, latent, generator=generator, device=device)
+    if (min_pairwise_distance(z) < epsilon).any():
+        typical = math.sqrt(2 * latent)
+        raise ValueError(
+            f"epsilon = {epsilon}: no {way} prior draws in {latent} dimensions were pairwise >= {epsilon} apart "
+            f"after max_tries = {max_tries} draws (two draws are typically {typical:.1f} apart); lower epsilon"
+        )
+    return z
+
+
+def interpolate(anchors: torch.Tensor, others: torch.Tensor, alpha: float) -> torch.Tensor:
+    """LASIUM-RO members ``anchor + alpha * (other - anchor)``: anchors ``[..., N, d]``, others
+    ``[..., N, M, d]`` -> ``[..., N, M, d]``."""
+    a = anchors.unsqueeze(-2)
+    return a + alpha * (others - a)
+
+
+def class_members(
+    anchors: torch.Tensor, count: int, strategy: str, sigma: float, alpha: float, generator: torch.Generator
+) -> torch.Tensor:
+    """``count`` latent codes per anchor: ``[T, N, d] -> [T, N, count, d]``. ``N``: anchor plus
+    ``N(0, sigma^2 I)`` noise; ``RO``: :func:`interpolate` towards fresh prior draws."""
+    t, n, d = anchors.shape
+    draws = torch.randn(t, n, count, d, generator=generator, device=anchors.device)
+    if strategy == "N":
+        return anchors.unsqueeze(-2) + sigma * draws
+    return interpolate(anchors, draws, alpha)
+
+
+# ---------------------------------------------------------------- models
+
+
+def mlp(inputs: int, hidden: int, out: int) -> nn.Sequential:
+    """Linear -> ReLU -> Linear -> ReLU -> Linear."""
+    return nn.Sequential(
+        nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(), nn.Linear(hidden, out)
+    )
+
+
+def _check_item_shape(item_shape: tuple[int, ...]) -> None:
+    if len(item_shape) not in (1, 3) or (len(item_shape) == 3 and tuple(item_shape[1:]) != (28, 28)):
+        raise ValueError(f"LASIUM needs items [C, 28, 28] (images) or [F] (features), got {list(item_shape)}")
+
+
+class VAE(nn.Module):
+    """``q(z|x) = N(mu, diag(exp(logvar)))``, ``p(z) = N(0, I)``; ``p(x|z)`` Bernoulli for images
+    ``[C, 28, 28]`` or unit-variance Gaussian for standardised feature vectors ``[F]``."""
+
+    def __init__(self, item_shape: tuple[int, ...], latent: int, hidden: int):
+        super().__init__()
+        _check_item_shape(item_shape)
+        self.bernoulli = len(item_shape) == 3
+        if self.bernoulli:  # 28 -> 14 -> 7 -> 4 -> 2: hidden * 2 * 2 features
+            self.encoder = nn.Sequential(ConvEncoder(item_shape[0], hidden), nn.Linear(4 * hidden, 2 * latent))
+            self.decoder = DeconvDecoder(latent, hidden, item_shape[0])
+        else:
+            self.encoder = mlp(item_shape[0], hidden, 2 * latent)
+            self.decoder = mlp(latent, hidden, item_shape[0])
+
+    def loss(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Negative ELBO terms, each averaged over the batch ``x`` ``[B, *item]``: the
+        reconstruction NLL (nats per item, up to a constant for Gaussians) and the KL to the prior."""
+        mu, logvar = self.encoder(x).float().chunk(2, dim=-1)
+        z = mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=generator, device=mu.device)
+        out = self.decoder(z).float()
+        if self.bernoulli:
+            rec = F.binary_cross_entropy_with_logits(out, x.float(), reduction="none").flatten(1).sum(1)
+        else:
+            rec = 0.5 * (out - x.float()).pow(2).sum(1)
+        kl = 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1)
+        return rec.mean(), kl.mean()
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Likelihood means: ``[B, d] -> [B, *item]`` (pixel intensities, or standardised features)."""
+        out = self.decoder(z)
+        return torch.sigmoid(out) if self.bernoulli else out
+
+
+class Lasium(nn.Module):
+    """The frozen generator (``vae``) and the ProtoNet ``embed``; ``mean``/``std`` standardise
+    items (the pool's per-feature statistics for features; 0 and 1, the identity, for images)."""
+
+    def __init__(self, cfg: Config, item_shape: tuple[int, ...]):
+        super().__init__()
+        self.cfg = cfg
+        self.item_shape = tuple(item_shape)
+        self.vae = VAE(self.item_shape, cfg.latent, cfg.vae_hidden)
+        if self.vae.bernoulli:
+            self.embed = ConvEncoder(item_shape[0], cfg.embed_hidden)
+        else:
+            self.embed = mlp(item_shape[0], cfg.embed_hidden, cfg.embed_hidden)
+        self.register_buffer("mean", torch.zeros(self.item_shape))
+        self.register_buffer("std", torch.ones(self.item_shape))
+
+    def standardize(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, *item] -> [B, D]`` float32."""
+        return self.embed(self.standardize(x)).float()
+
+    @torch.no_grad()
+    def generate(self, tasks: int, generator: torch.Generator) -> torch.Tensor:
+        """``tasks`` generated tasks, ``[tasks, way, shot + query, *item]`` in data units."""
+        c = self.cfg
+        anchors = sample_anchors(tasks, c.way, c.latent, c.epsilon, c.max_tries, generator)
+        z = class_members(anchors, c.shot + c.query, c.strategy, c.sigma, c.alpha, generator)
+        items = self.vae.decode(z.flatten(0, 2)).float() * self.std + self.mean
+        return items.view(*z.shape[:3], *self.item_shape)
+
+
+# ---------------------------------------------------------------- ProtoNet
+
+
+def prototypes(embedded: torch.Tensor, labels: torch.Tensor, way: int) -> torch.Tensor:
+    """Class means of embedded support items: ``[E, S, D]``, labels ``[E, S]`` -> ``[E, way, D]``."""
+    onehot = F.one_hot(labels, way).to(embedded.dtype)
+    return onehot.transpose(1, 2) @ embedded / onehot.sum(1).unsqueeze(-1)
+
+
+def squared_distances(query: torch.Tensor, protos: torch.Tensor) -> torch.Tensor:
+    """``[E, Q, D]`` x ``[E, W, D]`` -> ``[E, Q, W]``, exact (no ``a^2 - 2ab + b^2`` cancellation)."""
+    return (query.unsqueeze(2) - protos.unsqueeze(1)).pow(2).sum(-1)
+
+
+def protonet_loss(
+    support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor, way: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean cross-entropy of the softmax over negative squared distances to the prototypes, and
+    the accuracy (fraction): embedded support ``[E, S, D]``, embedded query ``[E, Q, D]``."""
+    logits = -squared_distances(query, prototypes(support, support_labels, way))
+    loss = F.cross_entropy(logits.flatten(0, 1), query_labels.flatten())
+    return loss, (logits.argmax(-1) == query_labels).float().mean()
+
+
+def nearest_prototype(model: Lasium, rt: Runtime) -> Predictor:
+    """ProtoNet's rule with ``model``'s embedding (used in whatever mode ``model`` is in)."""
+
+    @torch.no_grad()
+    def predict(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
+        e = support.shape[0]
+        with rt.autocast():
+            s = model.embedding(support.flatten(0, 1)).view(e, support.shape[1], -1)
+            q = model.embedding(query.flatten(0, 1)).view(e, query.shape[1], -1)
+        return squared_distances(q, prototypes(s, support_labels, way)).argmin(-1)
+
+    return predict
+
+
+# ---------------------------------------------------------------- training
+
+
+class _Means:
+    """Running means of scalar terms over the steps since the last log line."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.count = 0
+
+    def add(self, **terms: torch.Tensor) -> None:
+        for name, value in terms.items():
+            self.sums[name] = self.sums.get(name, 0.0) + value.item()
+        self.count += 1
+
+    def pop(self, prefix: str) -> dict[str, float]:
+        means = {f"{prefix}/{name}": total / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
+
+
+def _due(step: int, every: int, last: int) -> bool:
+    return step % every == 0 or step == last
+
+
+def _fit_vae(model: Lasium, cfg: Config, rt: Runtime, pool: torch.Tensor, gen: torch.Generator, run: Run, bar) -> None:
+    """Phase 1: ``cfg.vae_steps`` Adam steps on minibatches drawn with replacement from the
+    unlabeled ``pool`` ``[P, *item]``; the VAE is frozen afterwards."""
+    vae = model.vae.train()
+    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
+    means = _Means()
+    for step in range(1, cfg.vae_steps + 1):
+        x = model.standardize(pool[torch.randint(len(pool), (cfg.vae_batch,), generator=gen, device=pool.device)])
+        with rt.autocast():
+            rec, kl = vae.loss(x, gen)
+        check_finite(step, {"vae rec": rec, "vae kl": kl})
+        optimizer.zero_grad(set_to_none=True)
+        (rec + kl).backward()
+        optimizer.step()
+        means.add(rec=rec, kl=kl)
+        bar.update(1)
+        if _due(step, cfg.log_every, cfg.vae_steps):
+            run.log_metrics(means.pop("vae"), step=step)
+    vae.eval().requires_grad_(False)
+
+
+def _protonet_step(model: Lasium, optimizer: torch.optim.Optimizer, rt: Runtime, gen: torch.Generator, step: int):
+    """One Adam step of the embedding on ``cfg.batch`` freshly generated tasks; returns the
+    ProtoNet loss and the training accuracy on the tasks' queries."""
+    c = model.cfg
+    with rt.autocast():
+        tasks = model.generate(c.batch, gen).float()  # [B, W, K + Q, *item]
+        emb = model.embedding(tasks.flatten(0, 2)).view(c.batch, c.way, c.shot + c.query, -1)
+    labels = torch.arange(c.way, device=emb.device).view(1, c.way, 1)
+    loss, acc = protonet_loss(
+        emb[:, :, : c.shot].flatten(1, 2),
+        labels.expand(c.batch, -1, c.shot).flatten(1),
+        emb[:, :, c.shot :].flatten(1, 2),
+        labels.expand(c.batch, -1, c.query).flatten(1),
+        c.way,
+    )
+    check_finite(step, {"protonet loss": loss})
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss, acc
+
+
+def train(
+    cfg: Config,
+    rt: Runtime,
+    data: dict[str, torch.Tensor],
+    val_episodes: EpisodeSet,
+    out_path: Path,
+    run: Run,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Fit the VAE on the unlabeled ``data["train"]`` ``[C, n, *item]`` (flattened: its class
+    structure is never used), then meta-train the ProtoNet on generated tasks, validating every
+    ``cfg.val_every`` steps on ``val_episodes`` of ``data["val"]``, and write the state with the
+    best validation accuracy to ``out_path`` (byte-identical for identical calls on CPU).
+
+    Returns ``{"steps", "vae_steps", "best_val_accuracy" (percent), "train_seconds"}``.
+    """
+    tick = time.perf_counter()
+    pool = data["train"].flatten(0, 1)
+    torch.manual_seed(cfg.seed)
+    model = rt.prepare(Lasium(cfg, tuple(pool.shape[1:])))
+    if not model.vae.bernoulli:
+        model.mean.copy_(pool.mean(0))
+        model.std.copy_(pool.std(0).clamp_min(1e-6))
+    gen = rt.generator(cfg.seed)
+    bar = progress_bar(total=cfg.vae_steps + cfg.steps, desc="lasium", disable=not progress, unit="step")
+    _fit_vae(model, cfg, rt, pool, gen, run, bar)
+
+    optimizer = torch.optim.Adam(model.embed.parameters(), lr=cfg.lr)
+    predict = nearest_prototype(model, rt)
+    best: dict[str, Any] = {"val_accuracy": -math.inf}
+    means = _Means()
+    model.embed.train()
+    for step in range(1, cfg.steps + 1):
+        loss, acc = _protonet_step(model, optimizer, rt, gen, step)
+        means.add(loss=loss, accuracy=acc)
+        bar.update(1)
+        if _due(step, cfg.log_every, cfg.steps):
+            logged = means.pop("train")
+            run.log_metrics(logged, step=step)
+            bar.set_postfix(loss=f"{logged['train/loss']:.3f}")
+        if _due(step, cfg.val_every, cfg.steps):
+            model.embed.eval()
+            val = summarize(episode_accuracies(predict, data["val"], val_episodes, cfg.val_episodes_per_call))
+            model.embed.train()
+            run.log_metrics({"val/accuracy": val["accuracy"]}, step=step)
+            bar.write(f"lasium step {step}: validation {val['accuracy']:.2f}%")
+            if val["accuracy"] > best["val_accuracy"]:
+                state = {name: t.detach().clone() for name, t in model.state_dict().items()}
+                best = {"val_accuracy": val["accuracy"], "step": step, "model": state}
+    bar.close()
+    checkpoint.save(out_path, {"config": asdict(cfg), "item_shape": list(model.item_shape)} | best)
+    return {
+        "steps": cfg.steps,
+        "vae_steps": cfg.vae_steps,
+        "best_val_accuracy": round(best["val_accuracy"], 2),
+        "train_seconds": round(time.perf_counter() - tick, 1),
+    }
+
+
+def load_model(path: Path, rt: Runtime) -> Lasium:
+    """Rebuild a trained model from its checkpoint, in eval mode on ``rt.device``."""
+    state = checkpoint.load(path, rt.device)
+    model = rt.prepare(Lasium(Config(**state["config"]), tuple(state["item_shape"])))
+    model.load_state_dict(state["model"])
+    return model.eval().requires_grad_(False)
+
+
+def predictor(path: Path, rt: Runtime) -> Predictor:
+    """The nearest-prototype predictor of a checkpoint written by :func:`train`."""
+    return nearest_prototype(load_model(path, rt), rt)
+
+
+# ---------------------------------------------------------------- figure
+
+
+def task_figure(model_or_path: Lasium | Path, cfg: Config, rt: Runtime, out_png: Path, tasks: int = 3) -> None:
+    """A PNG of generated tasks (seeded by ``cfg.seed``): for images, one panel per task, rows =
+    classes, columns = members; for features, a 2-d PCA of one task's items coloured by class
+    (at most 10 classes and 8 members shown)."""
+    model = model_or_path if isinstance(model_or_path, Lasium) else load_model(Path(model_or_path), rt)
+    gen = rt.generator(cfg.seed)
+    with rt.autocast():
+        generated = model.generate(tasks, gen).float().cpu()  # [T, W, M, *item]
+    classes, members = min(generated.shape[1], 10), generated.shape[2]  # at most 10 classes shown
+    if model.vae.bernoulli:
+        rows, cols = classes, min(members, 8)
+        fig = plt.figure(figsize=(tasks * (cols + 1) * 0.6, rows * 0.6 + 0.8), layout="constrained")
+        for t, (panel, task) in enumerate(zip(fig.subfigures(1, tasks), generated)):
+            axes = panel.subplots(rows, cols, squeeze=False)
+            for ax, image in zip(axes.flat, task[:rows, :cols].flatten(0, 1)):
+                ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray_r", vmin=0, vmax=1)
+                ax.set_axis_off()
+            panel.suptitle(f"task {t + 1}", fontsize=9)
+        fig.suptitle(f"LASIUM-{cfg.strategy} generated tasks (rows: classes, columns: members)")
+    else:
+        x = generated[0, :classes].flatten(0, 1)
+        x = x - x.mean(0)
+        coords = x @ torch.linalg.svd(x, full_matrices=False).Vh[:2].T
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        for c in range(classes):
+            ax.scatter(*coords[c * members : (c + 1) * members].T.numpy(), s=14, label=f"class {c}")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend(fontsize=7)
+        ax.set_title(f"LASIUM-{cfg.strategy}: one generated task, PCA of its features")
+    with atomic_path(out_png, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)

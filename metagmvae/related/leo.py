@@ -1,0 +1,447 @@
+"""LEO: "Meta-Learning with Latent Embedding Optimization" (Rusu et al., ICLR 2019), supervised, on
+frozen feature vectors (the Mini-ImageNet SimCLR store: 256-d instead of the paper's 640-d WRN-28-10).
+
+Per episode of ``W`` classes with ``K`` support examples each (features ``x``, ``D``-d):
+
+1. encode: input dropout, a linear map to ``L``-d codes, a relation network over all ``(WK)^2``
+   ordered pairs of support examples (within and across classes) averaged over the partner, then
+   over each class's ``K`` examples: a Gaussian over the class's latent code, sampled
+   (reparameterised) in training and its mean at test. As the official code, each class's code is
+   repeated over its ``K`` examples (``z [E, W, K, L]``), each copy sampled and adapted on its own.
+2. decode: a linear map from ``z`` to a Gaussian over the classifier weights ``w [E, W, K, D]``
+   (sampled in training, its mean at test); class ``k``'s logit is ``x . mean_j w[k, j]``.
+3. inner loop: ``inner_steps`` gradient steps on ``z`` of the support cross-entropy (summed over
+   examples, as the official code), with a meta-learned step per latent dimension; then
+   ``finetune_steps`` steps directly on ``w`` with a meta-learned step per feature.
+4. outer loss: the query cross-entropy under the final weights, plus ``beta`` times the
+   single-sample KL of the latent to N(0, I), ``gamma`` times ``||stop_grad(z') - z||^2`` (mean), ``lambda_1``
+   times the L2 penalty ``sum(w^2) / 2`` of the encoder, relation network and decoder weights, and
+   ``lambda_2`` times the orthogonality penalty of the decoder. Adam, with every gradient clipped to
+   ``[-0.1, 0.1]`` and then to L2 norm 0.1 per tensor (the official ``runner.py``).
+
+Differences from the official code (github.com/deepmind/leo):
+
+* the features are 256-d SimCLR ones, L2-normalised (``normalize``; the official WRN features were
+  used raw): the raw ones have norms near 18, and the first latent step of the summed support loss
+  with the official step size 1.0 then overflows the decoder's ``exp`` std (NaN at step 1);
+* a NaN loss or gradient stops training (:func:`metagmvae.train.check_finite`) instead of falling
+  back to the L2 penalty's gradient;
+* validation uses the fixed validation episodes (15 queries per class) instead of 10 fresh batches
+  of 200 episodes with all remaining examples as queries;
+* the predictor accepts any way and shot (the relation network and the adaptation do).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.nn.utils import skip_init
+
+from metagmvae import checkpoint
+from metagmvae.config import Checker, non_negative, positive
+from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
+from metagmvae.evaluate import Predictor, episode_accuracies, summarize
+from metagmvae.progress import progress as progress_bar
+from metagmvae.runtime import Runtime
+from metagmvae.tracking import Run
+from metagmvae.train import check_finite
+
+# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['leo'].
+
+MAX_PAIRS = 1 << 18
+"""At test, episodes are adapted in chunks of at most this many support pairs (relation network
+memory: a 5-way 50-shot episode has 62,500 pairs of ``2L`` activations)."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """LEO's hyper-parameters (paper value in brackets: the official README's miniImageNet 1-shot
+    / 5-shot table where it gives one, else the official ``config.py`` default)."""
+
+    way: int  # classes per training episode [5]
+    train_shot: int  # support examples per class in training episodes [1 or 5: one model per shot]
+    query: int  # query examples per class in training episodes [15]
+    batch: int  # episodes per outer step [12]
+    steps: int  # outer (meta-training) steps [100000]
+    latents: int  # L, size of the latent code [64]
+    inner_steps: int  # gradient steps on the latent codes [5]
+    inner_lr: float  # initial step size of the latent steps, meta-learned per latent dimension [1.0]
+    finetune_steps: int  # gradient steps on the decoded classifier weights [5]
+    finetune_lr: float  # initial step size of the fine-tuning steps, meta-learned per feature [0.001]
+    dropout: float  # probability of dropping an input feature, in training [0.307651 / 0.300299]
+    kl_weight: float  # beta, weight of the latent's KL to N(0, I) [0.756143 / 0.466387]
+    encoder_penalty: float  # gamma, weight of ||stop_grad(z') - z||^2 [5.756821e-6 / 2.661608e-7]
+    l2_penalty: float  # lambda_1, weight of sum(w^2) / 2 over the network weights [3.623413e-10 / 8.540338e-9]
+    orthogonality_penalty: float  # lambda_2, weight of the decoder's orthogonality penalty [0.188103 / 1.523998e-3]
+    lr: float  # Adam's learning rate [2.739071e-4 / 4.102361e-4]
+    clip_value: float  # every gradient element is clipped to [-clip_value, clip_value] first [0.1]
+    clip_norm: float  # then every gradient tensor to this L2 norm [0.1]
+    val_every: int  # validate on the fixed validation episodes every this many steps [1000]
+    log_every: int  # log the mean training terms every this many steps
+    normalize: bool  # L2-normalise every feature vector [true here; the paper used its features raw]
+    seed: int  # initialisation, training episodes, dropout and sampling
+
+
+def parse_config(section: Mapping[str, Any], where: str) -> Config:
+    """Validate a LEO parameter section; unknown keys are refused."""
+    check = Checker(section, where)
+
+    def at_least(low):
+        return lambda v: None if v >= low else f"must be >= {low}"
+
+    def probability(v):
+        return None if 0 <= v < 1 else "must be in [0, 1)"
+
+    cfg = Config(
+        way=check.get("way", int, at_least(2)),
+        train_shot=check.get("train_shot", int, positive),
+        query=check.get("query", int, positive),
+        batch=check.get("batch", int, positive),
+        steps=check.get("steps", int, positive),
+        latents=check.get("latents", int, positive),
+        inner_steps=check.get("inner_steps", int, non_negative),
+        inner_lr=check.get("inner_lr", float, positive),
+        finetune_steps=check.get("finetune_steps", int, non_negative),
+        finetune_lr=check.get("finetune_lr", float, positive),
+        dropout=check.get("dropout", float, probability),
+        kl_weight=check.get("kl_weight", float, non_negative),
+        encoder_penalty=check.get("encoder_penalty", float, non_negative),
+        l2_penalty=check.get("l2_penalty", float, non_negative),
+        orthogonality_penalty=check.get("orthogonality_penalty", float, non_negative),
+        lr=check.get("lr", float, positive),
+        clip_value=check.get("clip_value", float, positive),
+        clip_norm=check.get("clip_norm", float, positive),
+        val_every=check.get("val_every", int, positive),
+        log_every=check.get("log_every", int, positive),
+        normalize=check.get("normalize", bool),
+        seed=check.get("seed", int, non_negative),
+    )
+    check.done()
+    return cfg
+
+
+# The official miniImageNet 1-shot settings (README table; the rest from config.py).
+PAPER: dict[str, Any] = {
+    "way": 5,
+    "train_shot": 1,
+    "query": 15,
+    "batch": 12,
+    "steps": 100000,
+    "latents": 64,
+    "inner_steps": 5,
+    "inner_lr": 1.0,
+    "finetune_steps": 5,
+    "finetune_lr": 0.001,
+    "dropout": 0.307651,
+    "kl_weight": 0.756143,
+    "encoder_penalty": 5.756821e-6,
+    "l2_penalty": 3.623413e-10,
+    "orthogonality_penalty": 0.188103,
+    "lr": 2.739071e-4,
+    "clip_value": 0.1,
+    "clip_norm": 0.1,
+    "val_every": 1000,
+    "log_every": 100,
+    "normalize": True,
+    "seed": 0,
+}
+
+# The official miniImageNet 5-shot settings: the 1-shot ones with the README's 5-shot column.
+PAPER_5SHOT: dict[str, Any] = PAPER | {
+    "train_shot": 5,
+    "dropout": 0.300299,
+    "kl_weight": 0.466387,
+    "encoder_penalty": 2.661608e-7,
+    "l2_penalty": 8.540338e-9,
+    "orthogonality_penalty": 1.523998e-3,
+    "lr": 4.102361e-4,
+}
+
+# Minutes on a 2-core CPU: fewer steps at a larger outer learning rate (the paper's 2.739e-4 reached
+# 33.24% against 33.79% validation accuracy after 1000 steps).
+QUICK: dict[str, Any] = PAPER | {"steps": 3000, "lr": 1e-3, "val_every": 500, "log_every": 50}
+# 5-shot episodes have 25 x 25 support pairs (1-shot: 5 x 5), so a step costs about 4x: fewer steps.
+QUICK_5SHOT: dict[str, Any] = PAPER_5SHOT | {"steps": 1200, "lr": 1e-3, "val_every": 400, "log_every": 50}
+
+
+@dataclass(frozen=True)
+class Noise:
+    """Meta-training randomness, from one seeded generator: input dropout and the Gaussian samples.
+    Passing ``None`` instead means evaluation: no dropout, Gaussian means."""
+
+    generator: torch.Generator
+    dropout: float
+
+    def drop(self, x: torch.Tensor) -> torch.Tensor:
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.dropout
+        return x * keep / (1.0 - self.dropout)
+
+    def normal(self, like: torch.Tensor) -> torch.Tensor:
+        return torch.randn(like.shape, generator=self.generator, device=like.device, dtype=like.dtype)
+
+
+def dropout(x: torch.Tensor, noise: Noise | None) -> torch.Tensor:
+    return x if noise is None else noise.drop(x)
+
+
+def gaussian(params: torch.Tensor, offset: float, noise: Noise | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``params [..., 2F]`` = (mean, raw std) with std ``max(exp(raw) - 1 + offset, 1e-10)`` (the
+    official parameterisation) -> ``(sample [..., F], log q(sample) - log N(sample; 0, I) [..., F])``:
+    a reparameterised sample and its single-sample KL estimate with noise, else the mean and zeros."""
+    mean, raw = params.chunk(2, dim=-1)
+    if noise is None:
+        return mean, torch.zeros_like(mean)
+    std = (raw.exp() - 1.0 + offset).clamp_min(1e-10)
+    eps = noise.normal(mean)
+    sample = mean + std * eps
+    return sample, 0.5 * (sample.pow(2) - eps.pow(2)) - std.log()
+
+
+def orthogonality_penalty(weight: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference between the rows' correlation (cosine) matrix and the identity:
+    ``weight [R, C]`` -> scalar, zero exactly when the rows are pairwise orthogonal."""
+    norms = weight.norm(dim=1, keepdim=True) + 1e-32
+    correlation = (weight @ weight.T) / (norms @ norms.T)
+    return (correlation - torch.eye(weight.shape[0], device=weight.device, dtype=weight.dtype)).pow(2).mean()
+
+
+class LEO(nn.Module):
+    """Encoder, relation network and decoder over ``features``-d inputs with ``latents``-d codes,
+    and the meta-learned inner step sizes. Weights: Glorot-uniform, no biases (the official code)."""
+
+    def __init__(
+        self,
+        features: int,
+        latents: int,
+        inner_steps: int,
+        finetune_steps: int,
+        inner_lr: float,
+        finetune_lr: float,
+        seed: int,
+    ):
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+
+        def linear(inputs: int, outputs: int) -> nn.Linear:
+            layer = skip_init(nn.Linear, inputs, outputs, bias=False)
+            nn.init.xavier_uniform_(layer.weight, generator=gen)
+            return layer
+
+        pair = 2 * latents
+        self.encoder = linear(features, latents)
+        self.relation = nn.Sequential(linear(pair, pair), nn.ReLU(), linear(pair, pair), nn.ReLU(), linear(pair, pair))
+        self.decoder = linear(latents, 2 * features)
+        self.inner_lr = nn.Parameter(torch.full((latents,), float(inner_lr)))
+        self.finetune_lr = nn.Parameter(torch.full((features,), float(finetune_lr)))
+        self.inner_steps, self.finetune_steps = inner_steps, finetune_steps
+
+    def encode(self, support: torch.Tensor, noise: Noise | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Support ``[E, W, K, D]`` (class-major) -> latent codes ``z [E, W, K, L]`` and the KL
+        estimate per episode ``[E]`` (mean over the codes' elements; zeros without noise)."""
+        e, way, shot, _ = support.shape
+        codes = self.encoder(dropout(support, noise)).flatten(1, 2)  # [E, n, L]
+        n = codes.shape[1]
+        pairs = torch.cat([codes.unsqueeze(2).expand(-1, -1, n, -1), codes.unsqueeze(1).expand(-1, n, -1, -1)], -1)
+        relations = self.relation(pairs).mean(2).view(e, way, shot, -1)  # [E, W, K, 2L]
+        z, kl = gaussian(relations.mean(2, keepdim=True).expand(-1, -1, shot, -1), 0.0, noise)
+        return z, kl.flatten(1).mean(1)
+
+    def decode(self, z: torch.Tensor, noise: Noise | None) -> torch.Tensor:
+        """Codes ``z [E, W, K, L]`` -> classifier weights ``[E, W, K, D]``; in training sampled with
+        a std offset of the Glorot scale ``sqrt(2 / (W + D))``, as the official code."""
+        offset = math.sqrt(2.0 / (z.shape[1] + self.finetune_lr.shape[0]))
+        return gaussian(self.decoder(z), offset, noise)[0]
+
+    @staticmethod
+    def logits(x: torch.Tensor, w: torch.Tensor, noise: Noise | None) -> torch.Tensor:
+        """Inputs ``[E, M, D]``, weights ``[E, W, K, D]`` -> float32 logits ``[E, M, W]``: each
+        class's logit averaged over its ``K`` weight copies (inputs dropped out in training)."""
+        return (dropout(x, noise) @ w.mean(2).transpose(1, 2)).float()
+
+    def support_loss(self, support: torch.Tensor, w: torch.Tensor, noise: Noise | None) -> torch.Tensor:
+        """Cross-entropy of the support ``[E, W, K, D]`` under ``w``, summed over examples and
+        episodes (the official inner loss; episodes are independent, so each gets its own gradient)."""
+        e, way, shot, _ = support.shape
+        labels = torch.arange(way, device=support.device).repeat_interleave(shot).expand(e, -1)
+        return F.cross_entropy(
+            self.logits(support.flatten(1, 2), w, noise).flatten(0, 1), labels.flatten(), reduction="sum"
+        )
+
+    def adapt(
+        self, z: torch.Tensor, support: torch.Tensor, noise: Noise | None, create_graph: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The inner loop from codes ``z`` (which must require grad): ``inner_steps`` steps on ``z``,
+        then ``finetune_steps`` on the decoded weights. Returns ``(w [E, W, K, D], adapted z',
+        final summed support loss)``; differentiable through the steps when ``create_graph``."""
+        w = self.decode(z, noise)
+        loss = self.support_loss(support, w, noise)
+        for _ in range(self.inner_steps):
+            (grad,) = torch.autograd.grad(loss, z, create_graph=create_graph)
+            z = z - self.inner_lr * grad
+            w = self.decode(z, noise)
+            loss = self.support_loss(support, w, noise)
+        for _ in range(self.finetune_steps):
+            (grad,) = torch.autograd.grad(loss, w, create_graph=create_graph)
+            w = w - self.finetune_lr * grad
+            loss = self.support_loss(support, w, noise)
+        return w, z, loss
+
+    def classify(self, support: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """Evaluation: support ``[E, W, K, D]`` (class-major), query ``[E, M, D]`` -> labels ``[E, M]``."""
+        with torch.no_grad():
+            z, _ = self.encode(support, None)
+        with torch.enable_grad():
+            w, _, _ = self.adapt(z.detach().requires_grad_(True), support, None, create_graph=False)
+        return self.logits(query, w.detach(), None).argmax(-1)
+
+    def weight_matrices(self) -> list[torch.Tensor]:
+        """The weights under the L2 penalty (all but the step sizes)."""
+        return [m.weight for m in self.modules() if isinstance(m, nn.Linear)]
+
+
+def build_model(cfg: Config, features: int) -> LEO:
+    return LEO(features, cfg.latents, cfg.inner_steps, cfg.finetune_steps, cfg.inner_lr, cfg.finetune_lr, cfg.seed)
+
+
+def meta_loss(
+    model: LEO, cfg: Config, support: torch.Tensor, query: torch.Tensor, query_labels: torch.Tensor, noise: Noise
+) -> dict[str, torch.Tensor]:
+    """The outer loss of a batch of training episodes and its terms (scalars).
+
+    support ``[E, W, K, D]`` class-major; query ``[E, M, D]`` with labels ``[E, M]``.
+    """
+    z, kl = model.encode(support, noise)
+    w, adapted, support_loss = model.adapt(z, support, noise, create_graph=True)
+    logits = model.logits(query, w, noise)
+    query_ce = F.cross_entropy(logits.flatten(0, 1), query_labels.flatten())
+    terms = {
+        "query_ce": query_ce,
+        "kl": kl.mean(),
+        "encoder_penalty": (adapted.detach() - z).pow(2).mean(),
+        "l2": sum(0.5 * weight.pow(2).sum() for weight in model.weight_matrices()),
+        "orthogonality": orthogonality_penalty(model.decoder.weight.T),  # rows: latent dimensions
+    }
+    terms["loss"] = (
+        query_ce
+        + cfg.kl_weight * terms["kl"]
+        + cfg.encoder_penalty * terms["encoder_penalty"]
+        + cfg.l2_penalty * terms["l2"]
+        + cfg.orthogonality_penalty * terms["orthogonality"]
+    )
+    terms["support_ce"] = support_loss.detach() / support.shape[:3].numel()
+    terms["query_accuracy"] = (logits.argmax(-1) == query_labels).float().mean()
+    return terms
+
+
+def clip_gradients(params, value: float, norm: float) -> torch.Tensor:
+    """Clip every gradient element to ``[-value, value]``, then every gradient tensor to L2 norm
+    ``norm`` (the official order). Returns the total gradient norm before clipping."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    for g in grads:
+        g.clamp_(-value, value)
+        g.mul_((norm / torch.linalg.vector_norm(g)).clamp(max=1.0))
+    return total
+
+
+def inputs(x: torch.Tensor, normalize: bool) -> torch.Tensor:
+    """Items ``[..., *item]`` of episodes ``[E, N, *item]`` or of a split ``[C, n, *item]`` as feature
+    vectors ``[E, N, D]``, L2-normalised when ``normalize``."""
+    x = x.flatten(2)
+    return F.normalize(x, dim=-1) if normalize else x
+
+
+def model_predictor(model: LEO, rt: Runtime, normalize: bool) -> Predictor:
+    """The predictor of a model for any way and shot: the support of each episode must hold the same
+    number of examples of every label ``0..way-1``, in any order."""
+
+    def predict(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
+        e, n = support_labels.shape
+        shot = n // way
+        order = support_labels.argsort(dim=1, stable=True)
+        expected = torch.arange(way, device=support_labels.device).repeat_interleave(shot)
+        if n != way * shot or not (support_labels.gather(1, order) == expected).all():
+            raise ValueError(f"LEO needs the same number of support examples of every label 0..{way - 1}")
+        support = inputs(support, normalize)[torch.arange(e, device=order.device).unsqueeze(1), order]
+        support, query = support.view(e, way, shot, -1), inputs(query, normalize)
+        chunk = max(1, MAX_PAIRS // n**2)
+        with rt.autocast():
+            return torch.cat([model.classify(support[i : i + chunk], query[i : i + chunk]) for i in range(0, e, chunk)])
+
+    return predict
+
+
+def train(
+    cfg: Config,
+    rt: Runtime,
+    data: dict[str, torch.Tensor],
+    val_episodes: EpisodeSet,
+    out_path: Path,
+    run: Run,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Meta-train LEO on ``cfg.way``-way ``cfg.train_shot``-shot episodes of ``data["train"]``
+    ``[C, n, D]`` and write the weights with the best mean accuracy on ``val_episodes`` of
+    ``data["val"]`` to ``out_path``. Returns ``{"steps", "best_val_accuracy" (%), "train_seconds"}``.
+    """
+    pool = inputs(data["train"], cfg.normalize)
+    model = rt.prepare(build_model(cfg, pool.shape[-1]))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = episode_rng(cfg.seed, "train", cfg.way, cfg.train_shot)
+    noise = Noise(rt.generator(cfg.seed), cfg.dropout)
+    predict = model_predictor(model, rt, cfg.normalize)
+    best, best_state, best_step = -math.inf, None, 0
+    sums, count, elapsed = {}, 0, 0.0
+    bar = progress_bar(range(1, cfg.steps + 1), desc="leo", disable=not progress, unit="step")
+    with rt.one_cpu_thread():
+        for step in bar:
+            tick = time.perf_counter()
+            episodes = sample_episodes(rng, cfg.batch, pool.shape[0], pool.shape[1], cfg.way, cfg.train_shot, cfg.query)
+            support, _, query, y_query = gather(pool, episodes)
+            with rt.autocast():
+                terms = meta_loss(
+                    model, cfg, support.view(cfg.batch, cfg.way, cfg.train_shot, -1), query, y_query, noise
+                )
+            check_finite(step, terms)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            check_finite(step, {"gradient norm": clip_gradients(model.parameters(), cfg.clip_value, cfg.clip_norm)})
+            optimizer.step()
+            elapsed += time.perf_counter() - tick
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + value.item()
+            count += 1
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                run.log_metrics(
+                    {f"train/{k}": v / count for k, v in sums.items()} | {"train/seconds": elapsed}, step=step
+                )
+                bar.set_postfix(loss=f"{sums['loss'] / count:.3f}", acc=f"{sums['query_accuracy'] / count:.3f}")
+                sums, count = {}, 0
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                acc = summarize(episode_accuracies(predict, data["val"], val_episodes, len(val_episodes)))["accuracy"]
+                run.log_metrics({"val/accuracy": acc}, step=step)
+                bar.write(f"step {step}: validation {acc:.2f}%")
+                if acc > best:
+                    best, best_step = acc, step
+                    best_state = copy.deepcopy(model.state_dict())
+    checkpoint.save(out_path, {"model": best_state, "config": asdict(cfg), "step": best_step, "val_accuracy": best})
+    return {"steps": cfg.steps, "best_val_accuracy": round(best, 2), "train_seconds": round(elapsed, 1)}
+
+
+def predictor(path: Path, rt: Runtime) -> Predictor:
+    """Rebuild the model of a checkpoint written by :func:`train` (eval mode, on ``rt.device``)."""
+    state = checkpoint.load(path, rt.device)
+    cfg = Config(**state["config"])
+    model = rt.prepare(build_model(cfg, state["model"]["finetune_lr"].shape[0]))
+    model.load_state_dict(state["model"])
+    return model_predictor(model.eval(), rt, cfg.normalize)

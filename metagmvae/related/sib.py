@@ -1,0 +1,326 @@
+"""SIB: "Empirical Bayes Transductive Meta-Learning with Synthetic Gradients" (Hu et al., ICLR 2020),
+supervised and transductive, on frozen feature vectors (the Mini-ImageNet SimCLR store).
+
+Per episode, a cosine classifier with weights ``theta [W, F]`` (one row per class) is
+
+1. initialised from the support set by the initialization network: the mean of the (L2-normalised)
+   support features of each class, times a learnable per-feature weight (the official
+   ``FeatExemplarAvgBlock`` + ``LinearDiag``);
+2. refined by ``K`` steps of synthetic gradient descent on the *unlabelled* queries:
+   ``theta <- theta - lr_theta * d<logits, g>/d theta`` where ``g = dni(logits)`` is the synthetic
+   gradient network's prediction of ``dLoss/dlogits`` for the query logits ``[N, W]``.
+
+Meta-training minimises the cross-entropy of the queries under ``theta_K`` over labelled training
+episodes, differentiating through the K steps (into the initialization and synthetic gradient
+networks and the cosine scale). The backbone is frozen: the features are the store's.
+
+Two choices differ from the official code (github.com/hushell/sib_meta_learn), both so that one
+model serves any way and gives the same prediction for an episode whatever the batch around it:
+
+* The official DNI is an MLP ``R^W -> R^W`` (hidden ``8 W`` units), tied to the training way. Here
+  each of its layers is the permutation-equivariant linear map over classes
+  ``h_k <- A h_k + B mean_j h_j + c`` (Zaheer et al., 2017) with ``dni_hidden`` channels per class
+  (8 = the official ``8 W`` units over ``W`` classes). The problem is symmetric in the class order
+  (labels are drawn at random and the initialization treats classes alike), so the ideal synthetic
+  gradient is equivariant too; the map accepts any way.
+* The official DNI normalises its hidden units with BatchNorm kept in training mode at test time
+  ("updating bn helps to estimate better gradient"), over the one test episode's queries. Here the
+  normalisation is per episode (over its queries and classes) in training and testing alike, with a
+  learnable affine, and no running statistics.
+
+The classifier's learnable bias of the official code (a constant added to every logit) is left
+out: it cancels in the softmax.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from metagmvae import checkpoint
+from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive
+from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
+from metagmvae.evaluate import Predictor, episode_accuracies, summarize
+from metagmvae.progress import progress as progress_bar
+from metagmvae.runtime import Runtime
+from metagmvae.tracking import Run
+from metagmvae.train import check_finite
+
+# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['sib'].
+
+
+@dataclass(frozen=True)
+class Config:
+    """SIB's ``related.<name>`` hyper-parameters (paper value in brackets: official configs
+    ``config/miniImageNet_{1,5}shot.yaml`` and ``main.py``)."""
+
+    way: int  # classes per training episode [5]
+    shot: int  # support examples per class in training episodes [1 or 5: one model per shot]
+    query: int  # query examples per class in training episodes [15]
+    batch: int  # episodes per optimisation step [8]
+    steps: int  # optimisation steps (meta-training iterations) [40000]
+    optimizer: str  # "sgd" (Nesterov) or "adam" [sgd]
+    lr: float  # learning rate of the meta-parameters [0.001]
+    momentum: float  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
+    weight_decay: float  # L2 penalty on all meta-parameters [0.0005]
+    theta_steps: int  # K, synthetic gradient steps on the queries [3]
+    lr_theta: float  # step size of the synthetic gradient steps [0.001: the official code passes the optimiser's lr]
+    dni_hidden: int  # hidden channels per class of the synthetic gradient network [8: 8 W units for W classes]
+    scale: float  # initial scale of the cosine logits [10]
+    normalize: bool  # L2-normalise the support features before the class means [true]
+    val_every: int  # validate on the fixed validation episodes every this many steps [1000]
+    log_every: int  # log the training loss and accuracy every this many steps
+    seed: int  # model initialisation and training episodes
+
+
+def parse_config(section: Mapping[str, Any], where: str) -> Config:
+    """Validate a ``related.<name>`` section (without its shared keys); unknown keys are refused."""
+    check = Checker(section, where)
+
+    def at_least(low):
+        return lambda v: None if v >= low else f"must be >= {low}"
+
+    cfg = Config(
+        way=check.get("way", int, at_least(2)),
+        shot=check.get("shot", int, positive),
+        query=check.get("query", int, positive),
+        batch=check.get("batch", int, positive),
+        steps=check.get("steps", int, positive),
+        optimizer=check.get("optimizer", str, one_of("sgd", "adam")),
+        lr=check.get("lr", float, positive),
+        momentum=check.get("momentum", float, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+        weight_decay=check.get("weight_decay", float, non_negative),
+        theta_steps=check.get("theta_steps", int, non_negative),
+        lr_theta=check.get("lr_theta", float, positive),
+        dni_hidden=check.get("dni_hidden", int, positive),
+        scale=check.get("scale", float, positive),
+        normalize=check.get("normalize", bool),
+        val_every=check.get("val_every", int, positive),
+        log_every=check.get("log_every", int, positive),
+        seed=check.get("seed", int, non_negative),
+    )
+    check.done()
+    if cfg.optimizer == "sgd" and cfg.momentum == 0:
+        raise ConfigError(f"{where}.momentum = 0.0: Nesterov SGD needs momentum > 0")
+    return cfg
+
+
+PAPER: dict[str, Any] = {
+    "way": 5,
+    "shot": 1,
+    "query": 15,
+    "batch": 8,
+    "steps": 40000,
+    "optimizer": "sgd",
+    "lr": 0.001,
+    "momentum": 0.9,
+    "weight_decay": 0.0005,
+    "theta_steps": 3,
+    "lr_theta": 0.001,
+    "dni_hidden": 8,
+    "scale": 10.0,
+    "normalize": True,
+    "val_every": 1000,
+    "log_every": 100,
+    "seed": 0,
+}
+
+QUICK: dict[str, Any] = PAPER | {"steps": 2000, "optimizer": "adam", "val_every": 500}
+
+
+def cosine_logits(query: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    """``scale * cos(query_i, theta_k)``: query ``[E, N, F]``, theta ``[E, W, F]`` -> ``[E, N, W]``."""
+    return scale * F.normalize(query, dim=-1) @ F.normalize(theta, dim=-1).transpose(1, 2)
+
+
+class EquivariantLinear(nn.Module):
+    """``[E, N, W, i] -> [E, N, W, o]``: ``h_k A + mean_j(h_j) B + c``, the same map for every class
+    ``k``, so permuting the classes of the input permutes the output alike, for any ``W``."""
+
+    def __init__(self, inputs: int, outputs: int):
+        super().__init__()
+        self.own = nn.Linear(inputs, outputs)
+        self.pooled = nn.Linear(inputs, outputs, bias=False)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return self.own(h) + self.pooled(h.mean(2, keepdim=True))
+
+
+class EpisodeNorm(nn.Module):
+    """Normalise each channel over an episode's queries and classes: ``[E, N, W, c]`` -> same,
+    with a learnable per-channel affine (BatchNorm over one episode, without running statistics)."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.eps = eps
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        var, mean = torch.var_mean(h, dim=(1, 2), unbiased=False, keepdim=True)
+        return (h - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
+
+
+class SyntheticGradient(nn.Module):
+    """The DNI: query logits ``[E, N, W]`` -> predicted ``dLoss/dlogits`` ``[E, N, W]``.
+
+    Three layers as the official ``dni_linear`` (Linear, ReLU, norm; Linear, ReLU, norm; Linear),
+    each linear layer equivariant over the classes with ``hidden`` channels per class.
+    """
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.net = nn.Sequential(
+            EquivariantLinear(1, hidden),
+            nn.ReLU(),
+            EpisodeNorm(hidden),
+            EquivariantLinear(hidden, hidden),
+            nn.ReLU(),
+            EpisodeNorm(hidden),
+            EquivariantLinear(hidden, 1),
+        )
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return self.net(logits.unsqueeze(-1)).squeeze(-1)
+
+
+class SIB(nn.Module):
+    """Initialization network, synthetic gradient network and cosine classifier over ``features``-d inputs."""
+
+    def __init__(
+        self, features: int, dni_hidden: int, theta_steps: int, lr_theta: float, scale: float, normalize: bool
+    ):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+        self.init_weight = nn.Parameter(torch.ones(features))  # per-feature weight of the class means
+        self.dni = SyntheticGradient(dni_hidden)
+        self.theta_steps, self.lr_theta, self.normalize = theta_steps, lr_theta, normalize
+
+    def init_theta(self, support: torch.Tensor, support_labels: torch.Tensor, way: int) -> torch.Tensor:
+        """theta_0 ``[E, W, F]`` from support ``[E, W*s, F]`` and its labels ``[E, W*s]`` in ``[0, W)``."""
+        if self.normalize:
+            support = F.normalize(support, dim=-1)
+        onehot = F.one_hot(support_labels, way).to(support.dtype).transpose(1, 2)  # [E, W, W*s]
+        means = onehot @ support / onehot.sum(-1, keepdim=True)
+        return means * self.init_weight
+
+    def refine(self, theta: torch.Tensor, query: torch.Tensor) -> torch.Tensor:
+        """``theta_steps`` synthetic gradient steps on the queries ``[E, N, F]``: theta ``[E, W, F]`` -> same.
+
+        Differentiable (for meta-training) when gradients are enabled by the caller; under
+        ``torch.no_grad`` the steps still run and the result is detached.
+        """
+        create_graph = torch.is_grad_enabled()
+        with torch.enable_grad():
+            if not theta.requires_grad:
+                theta = theta.detach().requires_grad_(True)
+            for _ in range(self.theta_steps):
+                logits = cosine_logits(query, theta, self.scale)
+                (grad,) = torch.autograd.grad(logits, theta, self.dni(logits), create_graph=create_graph)
+                theta = theta - self.lr_theta * grad
+        return theta if create_graph else theta.detach()
+
+    def forward(self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int):
+        """Query logits ``[E, N, W]`` under theta_K (see :meth:`init_theta`, :meth:`refine`)."""
+        theta = self.refine(self.init_theta(support, support_labels, way), query)
+        return cosine_logits(query, theta, self.scale)
+
+
+def build_model(cfg: Config | Mapping[str, Any], features: int) -> SIB:
+    c = cfg if isinstance(cfg, Mapping) else asdict(cfg)
+    return SIB(features, c["dni_hidden"], c["theta_steps"], c["lr_theta"], c["scale"], c["normalize"])
+
+
+def model_predictor(model: SIB) -> Predictor:
+    """The predictor of a model (put in eval mode): arg-max of the query logits, ``[E, W*Q]``."""
+    model.eval()
+
+    def predict(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
+        with torch.no_grad():
+            return model(support.flatten(2), support_labels, query.flatten(2), way).argmax(-1)
+
+    return predict
+
+
+def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+    return torch.optim.Adam(params, cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
+
+
+def train(
+    cfg: Config,
+    rt: Runtime,
+    data: dict[str, torch.Tensor],
+    val_episodes: EpisodeSet,
+    out_path: Path,
+    run: Run,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Meta-train SIB on episodes of ``data["train"]`` ``[C, n, F]`` and write the weights with the best
+    mean accuracy on ``val_episodes`` of ``data["val"]`` to ``out_path``.
+
+    Computed in float32 (the runtime's autocast is not used: the model is a few thousand
+    parameters and the double backward through the synthetic gradient steps wants full precision),
+    with one CPU thread (see :meth:`metagmvae.runtime.Runtime.one_cpu_thread`).
+    Returns ``{"steps", "best_val_accuracy" (%), "train_seconds"}``.
+    """
+    with rt.one_cpu_thread():
+        torch.manual_seed(cfg.seed)
+        pool = data["train"].flatten(2)
+        model = rt.prepare(build_model(cfg, pool.shape[-1]))
+        optimizer = make_optimizer(cfg, model.parameters())
+        rng = episode_rng(cfg.seed, "train", cfg.way, cfg.shot)
+        best, best_state, best_step = -math.inf, None, 0
+        sums, count, elapsed = {"loss": 0.0, "accuracy": 0.0}, 0, 0.0
+        bar = progress_bar(range(1, cfg.steps + 1), desc="sib", disable=not progress, unit="step")
+        for step in bar:
+            tick = time.perf_counter()
+            model.train()
+            episodes = sample_episodes(rng, cfg.batch, pool.shape[0], pool.shape[1], cfg.way, cfg.shot, cfg.query)
+            support, y_support, query, y_query = gather(pool, episodes)
+            logits = model(support, y_support, query, cfg.way)
+            loss = F.cross_entropy(logits.flatten(0, 1), y_query.flatten())
+            check_finite(step, {"loss": loss})
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            check_finite(step, {"gradient norm": nn.utils.clip_grad_norm_(model.parameters(), math.inf)})
+            optimizer.step()
+            elapsed += time.perf_counter() - tick
+            sums["loss"] += loss.item()
+            sums["accuracy"] += (logits.argmax(-1) == y_query).float().mean().item()
+            count += 1
+
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                run.log_metrics(
+                    {f"train/{k}": v / count for k, v in sums.items()} | {"train/seconds": elapsed}, step=step
+                )
+                bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
+                sums, count = dict.fromkeys(sums, 0.0), 0
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                predict = model_predictor(model)
+                acc = summarize(episode_accuracies(predict, data["val"], val_episodes, len(val_episodes)))["accuracy"]
+                run.log_metrics({"val/accuracy": acc}, step=step)
+                bar.write(f"step {step}: validation {acc:.2f}%")
+                if acc > best:
+                    best, best_step = acc, step
+                    best_state = copy.deepcopy(model.state_dict())
+    checkpoint.save(out_path, {"model": best_state, "config": asdict(cfg), "step": best_step, "val_accuracy": best})
+    return {"steps": cfg.steps, "best_val_accuracy": round(best, 2), "train_seconds": round(elapsed, 1)}
+
+
+def predictor(path: Path, rt: Runtime) -> Predictor:
+    """Rebuild the model of a checkpoint written by :func:`train` (eval mode, on ``rt.device``)."""
+    state = checkpoint.load(path, rt.device)
+    model = rt.prepare(build_model(state["config"], state["model"]["init_weight"].shape[0]))
+    model.load_state_dict(state["model"])
+    return model_predictor(model)

@@ -1,0 +1,92 @@
+"""Item 1: a training stage killed with SIGKILL and started again continues from its last
+checkpoint and ends with the same bytes as a run that was never interrupted."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from stage_runs import finish, kill_when, make_project, start_stage, tree_bytes
+
+from metagmvae import checkpoint
+from metagmvae.pipeline import episodes
+
+STEPS = 60
+
+
+@pytest.fixture(scope="module")
+def omniglot_files(store, pipeline_params, tmp_path_factory) -> dict:
+    eps = tmp_path_factory.mktemp("eps") / "episodes.h5"
+    episodes.run("omniglot", copy.deepcopy(pipeline_params), store, eps)
+    return {"data/omniglot/omniglot.h5": store, "data/omniglot/episodes.h5": eps}
+
+
+def metatrain_params(pipeline_params: dict) -> dict:
+    params = copy.deepcopy(pipeline_params)
+    # checkpoints every 7 steps, log lines every 2: a resume must carry the unlogged loss sums
+    params["metatrain"]["omniglot_5way"].update(steps=STEPS, checkpoint_every=7, log_every=2, val_every=25)
+    return params
+
+
+def metatrain_outputs(project) -> dict[str, bytes]:
+    out = tree_bytes(project / "models" / "omniglot" / "omniglot_5way")
+    for name in ("train", "val"):
+        out[name] = (project / "plots" / "omniglot" / "curves" / f"omniglot_5way-{name}.csv").read_bytes()
+    metrics = json.loads((project / "metrics" / "train" / "omniglot_5way.json").read_text())
+    out["metrics"] = json.dumps({k: metrics[k] for k in ("steps", "best_val_accuracy")}).encode()
+    return out
+
+
+def test_metatrain_killed_and_restarted_ends_with_the_uninterrupted_bytes(omniglot_files, pipeline_params, tmp_path):
+    params = metatrain_params(pipeline_params)
+    whole = make_project(tmp_path / "whole", params, omniglot_files)
+    finish(start_stage(whole, "metatrain", "omniglot_5way"))
+
+    killed = make_project(tmp_path / "killed", params, omniglot_files)
+    proc = start_stage(killed, "metatrain", "omniglot_5way")
+    kill_when(proc, lambda: any((killed / ".resume").glob("*/state.pt")))
+    (state_path,) = (killed / ".resume").glob("*/state.pt")
+    state = checkpoint.load(state_path)  # the file on disk is complete, never half-written
+    assert 0 < state["step"] < STEPS and (state["step"] % 7 == 0 or state["step"] % 25 == 0)
+    assert not (killed / "models" / "omniglot" / "omniglot_5way").exists(), "no final output from a killed run"
+
+    output = finish(start_stage(killed, "metatrain", "omniglot_5way"))
+    assert metatrain_outputs(killed) == metatrain_outputs(whole)
+    assert not any((killed / ".resume").iterdir()), "resume state is removed once finished"
+    assert f"resuming omniglot_5way from step {state['step']}" in output
+
+
+@pytest.fixture(scope="module")
+def simclr_files(mini_store) -> dict:
+    return {"data/mini_imagenet/raw/images.h5": mini_store / "raw" / "images.h5"}
+
+
+def test_simclr_killed_mid_epoch_and_restarted_ends_with_the_uninterrupted_bytes(
+    simclr_files, pipeline_params, tmp_path
+):
+    params = copy.deepcopy(pipeline_params)
+    # 100 images at batch 20: 5 steps per epoch, a checkpoint every 3 steps lands mid-epoch
+    params["pretrain"]["mini_imagenet"].update(epochs=3, batch=20, checkpoint_every=3)
+    whole = make_project(tmp_path / "whole", params, simclr_files)
+    finish(start_stage(whole, "pretrain", "mini_imagenet"))
+
+    killed = make_project(tmp_path / "killed", params, simclr_files)
+    proc = start_stage(killed, "pretrain", "mini_imagenet")
+
+    def mid_epoch_state() -> bool:
+        found = list((killed / ".resume").glob("*/state.pt"))
+        return bool(found) and checkpoint.load(found[0])["step"] % 5 != 0
+
+    kill_when(proc, mid_epoch_state)
+    (state_path,) = (killed / ".resume").glob("*/state.pt")
+    step = checkpoint.load(state_path)["step"]
+    assert 0 < step < 15
+    assert not (killed / "models" / "mini_imagenet" / "simclr").exists()
+
+    output = finish(start_stage(killed, "pretrain", "mini_imagenet"))
+    assert f"resuming simclr from step {step}" in output
+    folder = ("models", "mini_imagenet", "simclr")
+    assert tree_bytes(killed.joinpath(*folder)) == tree_bytes(whole.joinpath(*folder))
+    final = [json.loads(p.joinpath("metrics", "train", "simclr.json").read_text()) for p in (whole, killed)]
+    assert final[0]["final_loss"] == final[1]["final_loss"] and final[0]["epochs"] == final[1]["epochs"] == 3
