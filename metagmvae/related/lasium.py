@@ -44,10 +44,11 @@ from torch.nn import functional as F  # noqa: E402
 from metagmvae import checkpoint  # noqa: E402
 from metagmvae.config import Checker, non_negative, one_of, positive  # noqa: E402
 from metagmvae.data.episodes import EpisodeSet  # noqa: E402
-from metagmvae.evaluate import Predictor, episode_accuracies, summarize  # noqa: E402
+from metagmvae.evaluate import Predictor  # noqa: E402
 from metagmvae.io import atomic_path  # noqa: E402
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder  # noqa: E402
 from metagmvae.progress import progress as progress_bar  # noqa: E402
+from metagmvae.related.selection import BestOnValidation  # noqa: E402
 from metagmvae.runtime import Runtime  # noqa: E402
 from metagmvae.tracking import Run  # noqa: E402
 from metagmvae.train import check_finite  # noqa: E402
@@ -425,7 +426,7 @@ def train(
 
     optimizer = torch.optim.Adam(model.embed.parameters(), lr=cfg.lr)
     predict = nearest_prototype(model, rt)
-    best: dict[str, Any] = {"val_accuracy": -math.inf}
+    best = BestOnValidation(data["val"], val_episodes, cfg.val_episodes_per_call, run, bar)
     means = _Means()
     model.embed.train()
     for step in range(1, cfg.steps + 1):
@@ -438,19 +439,14 @@ def train(
             bar.set_postfix(loss=f"{logged['train/loss']:.3f}")
         if _due(step, cfg.val_every, cfg.steps):
             model.embed.eval()
-            val = summarize(episode_accuracies(predict, data["val"], val_episodes, cfg.val_episodes_per_call))
+            best(step, model, predict, "lasium")
             model.embed.train()
-            run.log_metrics({"val/accuracy": val["accuracy"]}, step=step)
-            bar.write(f"lasium step {step}: validation {val['accuracy']:.2f}%")
-            if val["accuracy"] > best["val_accuracy"]:
-                state = {name: t.detach().clone() for name, t in model.state_dict().items()}
-                best = {"val_accuracy": val["accuracy"], "step": step, "model": state}
     bar.close()
-    checkpoint.save(out_path, {"config": asdict(cfg), "item_shape": list(model.item_shape)} | best)
+    best.save(out_path, config=asdict(cfg), item_shape=list(model.item_shape))
     return {
         "steps": cfg.steps,
         "vae_steps": cfg.vae_steps,
-        "best_val_accuracy": round(best["val_accuracy"], 2),
+        "best_val_accuracy": round(best.accuracy, 2),
         "train_seconds": round(time.perf_counter() - tick, 1),
     }
 

@@ -33,7 +33,6 @@ Differences from the official code (github.com/deepmind/leo):
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Mapping
@@ -49,8 +48,9 @@ from torch.nn.utils import skip_init
 from metagmvae import checkpoint
 from metagmvae.config import Checker, non_negative, positive
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
-from metagmvae.evaluate import Predictor, episode_accuracies, summarize
+from metagmvae.evaluate import Predictor
 from metagmvae.progress import progress as progress_bar
+from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 from metagmvae.train import check_finite
@@ -399,9 +399,9 @@ def train(
     rng = episode_rng(cfg.seed, "train", cfg.way, cfg.train_shot)
     noise = Noise(rt.generator(cfg.seed), cfg.dropout)
     predict = model_predictor(model, rt, cfg.normalize)
-    best, best_state, best_step = -math.inf, None, 0
     sums, count, elapsed = {}, 0, 0.0
     bar = progress_bar(range(1, cfg.steps + 1), desc="leo", disable=not progress, unit="step")
+    best = BestOnValidation(data["val"], val_episodes, len(val_episodes), run, bar)
     with rt.one_cpu_thread():
         for step in bar:
             tick = time.perf_counter()
@@ -428,14 +428,9 @@ def train(
                 bar.set_postfix(loss=f"{sums['loss'] / count:.3f}", acc=f"{sums['query_accuracy'] / count:.3f}")
                 sums, count = {}, 0
             if step % cfg.val_every == 0 or step == cfg.steps:
-                acc = summarize(episode_accuracies(predict, data["val"], val_episodes, len(val_episodes)))["accuracy"]
-                run.log_metrics({"val/accuracy": acc}, step=step)
-                bar.write(f"step {step}: validation {acc:.2f}%")
-                if acc > best:
-                    best, best_step = acc, step
-                    best_state = copy.deepcopy(model.state_dict())
-    checkpoint.save(out_path, {"model": best_state, "config": asdict(cfg), "step": best_step, "val_accuracy": best})
-    return {"steps": cfg.steps, "best_val_accuracy": round(best, 2), "train_seconds": round(elapsed, 1)}
+                best(step, model, predict, "leo")
+    best.save(out_path, config=asdict(cfg))
+    return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
 
 
 def predictor(path: Path, rt: Runtime) -> Predictor:
