@@ -175,6 +175,35 @@ def embedding_figure(
     _save(fig, path)
 
 
+def generated_tasks_figure(generated: torch.Tensor, images: bool, method: str, path: Path) -> None:
+    """Generated tasks ``[T, W, M, *item]`` (CPU): for ``images``, one panel per task, rows =
+    classes, columns = members; for features, a 2-d PCA of the first task's items coloured by
+    class. At most 10 classes (and 8 image columns) are shown."""
+    tasks, classes, members = generated.shape[0], min(generated.shape[1], 10), generated.shape[2]
+    if images:
+        rows, cols = classes, min(members, 8)
+        fig = plt.figure(figsize=(tasks * (cols + 1) * 0.6, rows * 0.6 + 0.8), layout="constrained")
+        for t, (panel, task) in enumerate(zip(fig.subfigures(1, tasks), generated)):
+            axes = panel.subplots(rows, cols, squeeze=False)
+            for ax, image in zip(axes.flat, task[:rows, :cols].flatten(0, 1)):
+                ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray_r", vmin=0, vmax=1)
+                ax.set_axis_off()
+            panel.suptitle(f"task {t + 1}", fontsize=9)
+        fig.suptitle(f"{method} generated tasks (rows: classes, columns: members)")
+    else:
+        x = generated[0, :classes].flatten(0, 1)
+        x = x - x.mean(0)
+        coords = x @ torch.linalg.svd(x, full_matrices=False).Vh[:2].T
+        fig, ax = plt.subplots(figsize=(5, 4.5))
+        for c in range(classes):
+            ax.scatter(*coords[c * members : (c + 1) * members].T.numpy(), s=14, label=f"class {c}")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+        ax.legend(fontsize=7)
+        ax.set_title(f"{method}: one generated task, PCA of its features")
+    _save(fig, path)
+
+
 def accuracy_by_shot_table(
     results: dict[str, dict[str, dict]], paper: dict[str, tuple[float, float]]
 ) -> tuple[list[str], list[list]]:

@@ -43,9 +43,7 @@ def related_config(params: dict, name: str) -> dict[str, Any]:
     method's own parser, its hyper-parameters (``cfg``)."""
     where = f"related.{name}"
     raw = section(params, "related", name)
-    shared = Checker(
-        {k: raw[k] for k in raw if k in SHARED_KEYS or k in ("device", "precision", "channels_last")}, where
-    )
+    shared = Checker({k: raw[k] for k in raw if k in SHARED_KEYS}, where)
     out = {
         "method": shared.get("method", str, one_of(*METHODS)),
         "dataset": shared.get("dataset", str, one_of(*STORES)),

@@ -33,25 +33,20 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import torch
+from torch import nn
+from torch.nn import functional as F
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torch.nn import functional as F  # noqa: E402
-
-from metagmvae import checkpoint  # noqa: E402
-from metagmvae.config import Checker, non_negative, one_of, positive  # noqa: E402
-from metagmvae.data.episodes import EpisodeSet  # noqa: E402
-from metagmvae.evaluate import Predictor  # noqa: E402
-from metagmvae.io import atomic_path  # noqa: E402
-from metagmvae.models.conv import ConvEncoder, DeconvDecoder  # noqa: E402
-from metagmvae.progress import progress as progress_bar  # noqa: E402
-from metagmvae.related.selection import BestOnValidation  # noqa: E402
-from metagmvae.runtime import Runtime  # noqa: E402
-from metagmvae.tracking import Run  # noqa: E402
-from metagmvae.train import check_finite  # noqa: E402
+from metagmvae import checkpoint, plots
+from metagmvae.config import Checker, non_negative, one_of, positive
+from metagmvae.data.episodes import EpisodeSet
+from metagmvae.evaluate import Predictor
+from metagmvae.models.conv import ConvEncoder, DeconvDecoder
+from metagmvae.progress import progress as progress_bar
+from metagmvae.related.loop import BestOnValidation, RunningMeans, due
+from metagmvae.runtime import Runtime
+from metagmvae.tracking import Run
+from metagmvae.train import check_finite
 
 # Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['lasium'].
 
@@ -332,34 +327,12 @@ def nearest_prototype(model: Lasium, rt: Runtime) -> Predictor:
 # ---------------------------------------------------------------- training
 
 
-class _Means:
-    """Running means of scalar terms over the steps since the last log line."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.count = 0
-
-    def add(self, **terms: torch.Tensor) -> None:
-        for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value.item()
-        self.count += 1
-
-    def pop(self, prefix: str) -> dict[str, float]:
-        means = {f"{prefix}/{name}": total / self.count for name, total in self.sums.items()}
-        self.sums, self.count = {}, 0
-        return means
-
-
-def _due(step: int, every: int, last: int) -> bool:
-    return step % every == 0 or step == last
-
-
 def _fit_vae(model: Lasium, cfg: Config, rt: Runtime, pool: torch.Tensor, gen: torch.Generator, run: Run, bar) -> None:
     """Phase 1: ``cfg.vae_steps`` Adam steps on minibatches drawn with replacement from the
     unlabeled ``pool`` ``[P, *item]``; the VAE is frozen afterwards."""
     vae = model.vae.train()
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
-    means = _Means()
+    means = RunningMeans()
     for step in range(1, cfg.vae_steps + 1):
         x = model.standardize(pool[torch.randint(len(pool), (cfg.vae_batch,), generator=gen, device=pool.device)])
         with rt.autocast():
@@ -370,7 +343,7 @@ def _fit_vae(model: Lasium, cfg: Config, rt: Runtime, pool: torch.Tensor, gen: t
         optimizer.step()
         means.add(rec=rec, kl=kl)
         bar.update(1)
-        if _due(step, cfg.log_every, cfg.vae_steps):
+        if due(step, cfg.log_every, cfg.vae_steps):
             run.log_metrics(means.pop("vae"), step=step)
     vae.eval().requires_grad_(False)
 
@@ -427,17 +400,17 @@ def train(
     optimizer = torch.optim.Adam(model.embed.parameters(), lr=cfg.lr)
     predict = nearest_prototype(model, rt)
     best = BestOnValidation(data["val"], val_episodes, cfg.val_episodes_per_call, run, bar)
-    means = _Means()
+    means = RunningMeans()
     model.embed.train()
     for step in range(1, cfg.steps + 1):
         loss, acc = _protonet_step(model, optimizer, rt, gen, step)
         means.add(loss=loss, accuracy=acc)
         bar.update(1)
-        if _due(step, cfg.log_every, cfg.steps):
+        if due(step, cfg.log_every, cfg.steps):
             logged = means.pop("train")
             run.log_metrics(logged, step=step)
             bar.set_postfix(loss=f"{logged['train/loss']:.3f}")
-        if _due(step, cfg.val_every, cfg.steps):
+        if due(step, cfg.val_every, cfg.steps):
             model.embed.eval()
             best(step, model, predict, "lasium")
             model.embed.train()
@@ -468,35 +441,10 @@ def predictor(path: Path, rt: Runtime) -> Predictor:
 
 
 def task_figure(model_or_path: Lasium | Path, cfg: Config, rt: Runtime, out_png: Path, tasks: int = 3) -> None:
-    """A PNG of generated tasks (seeded by ``cfg.seed``): for images, one panel per task, rows =
-    classes, columns = members; for features, a 2-d PCA of one task's items coloured by class
-    (at most 10 classes and 8 members shown)."""
+    """A PNG of ``tasks`` generated tasks (seeded by ``cfg.seed``), drawn by
+    :func:`metagmvae.plots.generated_tasks_figure`."""
     model = model_or_path if isinstance(model_or_path, Lasium) else load_model(Path(model_or_path), rt)
     gen = rt.generator(cfg.seed)
     with rt.autocast():
         generated = model.generate(tasks, gen).float().cpu()  # [T, W, M, *item]
-    classes, members = min(generated.shape[1], 10), generated.shape[2]  # at most 10 classes shown
-    if model.vae.bernoulli:
-        rows, cols = classes, min(members, 8)
-        fig = plt.figure(figsize=(tasks * (cols + 1) * 0.6, rows * 0.6 + 0.8), layout="constrained")
-        for t, (panel, task) in enumerate(zip(fig.subfigures(1, tasks), generated)):
-            axes = panel.subplots(rows, cols, squeeze=False)
-            for ax, image in zip(axes.flat, task[:rows, :cols].flatten(0, 1)):
-                ax.imshow(image.permute(1, 2, 0).squeeze(-1).numpy(), cmap="gray_r", vmin=0, vmax=1)
-                ax.set_axis_off()
-            panel.suptitle(f"task {t + 1}", fontsize=9)
-        fig.suptitle(f"LASIUM-{cfg.strategy} generated tasks (rows: classes, columns: members)")
-    else:
-        x = generated[0, :classes].flatten(0, 1)
-        x = x - x.mean(0)
-        coords = x @ torch.linalg.svd(x, full_matrices=False).Vh[:2].T
-        fig, ax = plt.subplots(figsize=(5, 4.5))
-        for c in range(classes):
-            ax.scatter(*coords[c * members : (c + 1) * members].T.numpy(), s=14, label=f"class {c}")
-        ax.set_xlabel("PC 1")
-        ax.set_ylabel("PC 2")
-        ax.legend(fontsize=7)
-        ax.set_title(f"LASIUM-{cfg.strategy}: one generated task, PCA of its features")
-    with atomic_path(out_png, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    plots.generated_tasks_figure(generated, model.vae.bernoulli, f"LASIUM-{cfg.strategy}", out_png)

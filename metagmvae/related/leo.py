@@ -50,7 +50,7 @@ from metagmvae.config import Checker, non_negative, positive
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.progress import progress as progress_bar
-from metagmvae.related.selection import BestOnValidation
+from metagmvae.related.loop import BestOnValidation, RunningMeans, due
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 from metagmvae.train import check_finite
@@ -399,7 +399,7 @@ def train(
     rng = episode_rng(cfg.seed, "train", cfg.way, cfg.train_shot)
     noise = Noise(rt.generator(cfg.seed), cfg.dropout)
     predict = model_predictor(model, rt, cfg.normalize)
-    sums, count, elapsed = {}, 0, 0.0
+    means, elapsed = RunningMeans(), 0.0
     bar = progress_bar(range(1, cfg.steps + 1), desc="leo", disable=not progress, unit="step")
     best = BestOnValidation(data["val"], val_episodes, len(val_episodes), run, bar)
     with rt.one_cpu_thread():
@@ -417,17 +417,13 @@ def train(
             check_finite(step, {"gradient norm": clip_gradients(model.parameters(), cfg.clip_value, cfg.clip_norm)})
             optimizer.step()
             elapsed += time.perf_counter() - tick
-            for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + value.item()
-            count += 1
+            means.add(**terms)
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                run.log_metrics(
-                    {f"train/{k}": v / count for k, v in sums.items()} | {"train/seconds": elapsed}, step=step
-                )
-                bar.set_postfix(loss=f"{sums['loss'] / count:.3f}", acc=f"{sums['query_accuracy'] / count:.3f}")
-                sums, count = {}, 0
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            if due(step, cfg.log_every, cfg.steps):
+                logged = means.pop("train")
+                run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
+                bar.set_postfix(loss=f"{logged['train/loss']:.3f}", acc=f"{logged['train/query_accuracy']:.3f}")
+            if due(step, cfg.val_every, cfg.steps):
                 best(step, model, predict, "leo")
     best.save(out_path, config=asdict(cfg))
     return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}

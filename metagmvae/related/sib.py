@@ -50,7 +50,7 @@ from metagmvae.config import Checker, ConfigError, non_negative, one_of, positiv
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.progress import progress as progress_bar
-from metagmvae.related.selection import BestOnValidation
+from metagmvae.related.loop import BestOnValidation, RunningMeans, due
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 from metagmvae.train import check_finite
@@ -280,7 +280,7 @@ def train(
         model = rt.prepare(build_model(cfg, pool.shape[-1]))
         optimizer = make_optimizer(cfg, model.parameters())
         rng = episode_rng(cfg.seed, "train", cfg.way, cfg.shot)
-        sums, count, elapsed = {"loss": 0.0, "accuracy": 0.0}, 0, 0.0
+        means, elapsed = RunningMeans(), 0.0
         bar = progress_bar(range(1, cfg.steps + 1), desc="sib", disable=not progress, unit="step")
         best = BestOnValidation(data["val"], val_episodes, len(val_episodes), run, bar)
         for step in bar:
@@ -296,17 +296,13 @@ def train(
             check_finite(step, {"gradient norm": nn.utils.clip_grad_norm_(model.parameters(), math.inf)})
             optimizer.step()
             elapsed += time.perf_counter() - tick
-            sums["loss"] += loss.item()
-            sums["accuracy"] += (logits.argmax(-1) == y_query).float().mean().item()
-            count += 1
+            means.add(loss=loss, accuracy=(logits.argmax(-1) == y_query).float().mean())
 
-            if step % cfg.log_every == 0 or step == cfg.steps:
-                run.log_metrics(
-                    {f"train/{k}": v / count for k, v in sums.items()} | {"train/seconds": elapsed}, step=step
-                )
-                bar.set_postfix(loss=f"{sums['loss'] / count:.3f}")
-                sums, count = dict.fromkeys(sums, 0.0), 0
-            if step % cfg.val_every == 0 or step == cfg.steps:
+            if due(step, cfg.log_every, cfg.steps):
+                logged = means.pop("train")
+                run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
+                bar.set_postfix(loss=f"{logged['train/loss']:.3f}")
+            if due(step, cfg.val_every, cfg.steps):
                 best(step, model, model_predictor(model), "sib")
     best.save(out_path, config=asdict(cfg))
     return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
