@@ -32,11 +32,11 @@ from metagmvae.distributed import (
     gather_objects,
 )
 from metagmvae.io import atomic_dir, write_json
+from metagmvae.loop import check_finite
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
 from metagmvae.schedule import learning_rate, set_learning_rate
 from metagmvae.tracking import Run
-from metagmvae.train import check_finite
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def pretrain(
             step += 1
             elapsed += time.perf_counter() - tick
             bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / (i + 1):.3f}", lr=f"{lr:.2e}")
+            bar.set_postfix(loss=f"{loss_sum / (i + 1):.3f}", lr=f"{lr:.2e}", refresh=False)
             if i + 1 < steps_per_epoch and step % cfg.checkpoint_every == 0:
                 save_state()
         epoch += 1
@@ -192,11 +192,3 @@ def pretrain(
         shutil.rmtree(resume_dir)
     barrier()
     return summary | {"train_seconds": round(elapsed, 1), "seconds_per_epoch": round(elapsed / max(epoch, 1), 2)}
-
-
-def load_encoder(path: Path, rt: Runtime) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The Conv5 encoder of a ``simclr.pt`` checkpoint, in eval mode, and its configuration."""
-    state = checkpoint.load(path, rt.device)
-    model = simclr.SimCLR(state["config"]["hidden"])
-    model.load_state_dict(state["model"])
-    return rt.prepare(model.encoder).eval(), state["config"]

@@ -65,14 +65,21 @@ class Runtime:
         return torch.Generator(device=self.device).manual_seed(seed)
 
 
+def device_problem(name: str) -> str | None:
+    """Why ``name`` cannot be used as the ``device`` setting on this machine, or ``None``."""
+    if name not in DEVICES:
+        return f"must be one of {list(DEVICES)}"
+    if name == "cuda" and not torch.cuda.is_available():
+        return "no CUDA GPU is available on this machine (use 'auto' or 'cpu')"
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
-    if name not in DEVICES:
-        raise ConfigError(f"device = {name!r}: must be one of {list(DEVICES)}")
+    if problem := device_problem(name):
+        raise ConfigError(f"device = {name!r}: {problem}")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device = 'cuda': no CUDA GPU is available on this machine (use 'auto' or 'cpu')")
     return torch.device(name)
 
 
@@ -81,15 +88,8 @@ def runtime_params(check) -> dict:
     section has, from a :class:`metagmvae.config.Checker`."""
     from metagmvae.config import one_of
 
-    def available(device: str) -> str | None:
-        if problem := one_of(*DEVICES)(device):
-            return problem
-        if device == "cuda" and not torch.cuda.is_available():
-            return "no CUDA GPU is available on this machine (use 'auto' or 'cpu')"
-        return None
-
     return {
-        "device": check.get("device", str, available),
+        "device": check.get("device", str, device_problem),
         "precision": check.get("precision", str, one_of(*PRECISIONS)),
         "channels_last": check.get("channels_last", bool),
     }

@@ -7,13 +7,17 @@ Shapes: ``N`` images, images ``[N, 3, 84, 84]`` float in [0, 1] before normalisa
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
+from metagmvae import checkpoint
 from metagmvae.distributed import all_gather_with_grad
 from metagmvae.models.conv import ConvEncoder
+from metagmvae.runtime import Runtime
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -175,3 +179,11 @@ def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 def plain(images: torch.Tensor) -> torch.Tensor:
     """The non-augmented transform used for feature extraction: to [0, 1], then normalise."""
     return normalize(images.float() / 255.0)
+
+
+def load_encoder(path: Path, rt: Runtime) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """The Conv5 encoder of a ``simclr.pt`` checkpoint, in eval mode, and its configuration."""
+    state = checkpoint.load(path, rt.device)
+    model = SimCLR(state["config"]["hidden"])
+    model.load_state_dict(state["model"])
+    return rt.prepare(model.encoder).eval(), state["config"]

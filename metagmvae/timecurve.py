@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 from pathlib import Path
 
 import torch
@@ -24,7 +23,7 @@ import torch
 from metagmvae import plots
 from metagmvae.bench import machine
 from metagmvae.config import ConfigError, load_params
-from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes, sample_training_batch
+from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import load_split, store_path
 from metagmvae.evaluate import model_accuracies, summarize
 from metagmvae.io import project_root, write_json
@@ -34,8 +33,7 @@ from metagmvae.pipeline.metatrain import train_config
 from metagmvae.profile import load_profile, merge
 from metagmvae.progress import progress
 from metagmvae.runtime import make_runtime
-from metagmvae.schedule import learning_rate, set_learning_rate
-from metagmvae.train import TrainConfig, train_step
+from metagmvae.train import TrainConfig, start_training, training_steps
 
 # Reference points on the same chart (accuracy %, 5-way, this project's split, 1000 episodes).
 OFFICIAL_CPU = {"minutes": 18.0, "5way_1shot": 33.6}  # the official code on the 2-core CPU
@@ -53,26 +51,19 @@ def train_with_snapshots(cfg: TrainConfig, rt, pool: torch.Tensor, marks_seconds
     Returns ``[{"mark_minutes", "minutes", "step", "state"}]`` in time order; marks past the
     end of training are dropped, and ``mark_minutes`` is ``None`` for the final snapshot.
     """
-    torch.manual_seed(cfg.seed)
-    model = rt.prepare(build_model(cfg.model))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = rt.generator(cfg.seed)
+    model, optimizer, gen = start_training(cfg, rt)
     pending, snapshots, elapsed = sorted(marks_seconds), [], 0.0
 
     def snapshot(mark: float | None, step: int) -> None:
         state = copy.deepcopy(model.state_dict())
         snapshots.append({"mark_minutes": mark, "minutes": elapsed / 60, "step": step, "state": state})
 
-    model.train()
-    bar = progress(range(cfg.steps), desc="timecurve training", unit="step")
-    for step in bar:
-        tick = time.perf_counter()
-        set_learning_rate(optimizer, learning_rate(step, cfg.steps, 0, cfg.lr, cfg.lr_schedule))
-        x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
-        train_step(model, optimizer, x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, rt, gen, step + 1)
-        elapsed += time.perf_counter() - tick
+    bar = progress(total=cfg.steps, desc="timecurve training", unit="step")
+    for step, _, seconds in training_steps(cfg, rt, model, optimizer, pool, gen):
+        elapsed += seconds
+        bar.update(1)
         while pending and elapsed >= pending[0]:
-            snapshot(pending.pop(0) / 60, step + 1)
+            snapshot(pending.pop(0) / 60, step)
     bar.close()
     snapshot(None, cfg.steps)
     return snapshots

@@ -14,7 +14,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,16 +25,13 @@ from metagmvae import checkpoint
 from metagmvae.data.episodes import EpisodeSet, sample_training_batch
 from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import atomic_dir, write_json
+from metagmvae.loop import RunningMeans, check_finite, due
 from metagmvae.models import MetaGMVAE, build_model
 from metagmvae.models.gmvae import Losses
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
 from metagmvae.schedule import learning_rate, set_learning_rate
 from metagmvae.tracking import Run
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss or a gradient became NaN or infinite."""
 
 
 @dataclass(frozen=True)
@@ -83,15 +80,6 @@ class History:
     val: dict[str, list[float]] = field(default_factory=dict)  # "1shot" -> accuracies (%)
 
 
-def check_finite(step: int, terms: dict[str, torch.Tensor]) -> None:
-    """Stop with the step number and the offending term on NaN/Inf."""
-    for name, value in terms.items():
-        if not torch.isfinite(value).all():
-            raise NonFiniteLossError(
-                f"step {step}: {name} is not finite ({value.item() if value.numel() == 1 else value})"
-            )
-
-
 def train_step(
     model: MetaGMVAE,
     optimizer: torch.optim.Optimizer,
@@ -105,8 +93,8 @@ def train_step(
     step: int,
 ) -> Losses:
     """One optimisation step on unlabeled episodes ``x`` ``[B, M, *item]``: the loss under the
-    runtime's autocast, backward, Adam. Stops with :class:`NonFiniteLossError` (naming ``step``
-    and the term) before a NaN or Inf reaches the weights."""
+    runtime's autocast, backward, Adam. Stops with :class:`metagmvae.loop.NonFiniteLossError`
+    (naming ``step`` and the term) before a NaN or Inf reaches the weights."""
     with rt.autocast():
         losses = model.loss(x, way, samples, em_iters, fix_pi, generator)
     check_finite(step, {"loss": losses.loss, "rec": losses.rec, "kl": losses.kl})
@@ -148,6 +136,37 @@ def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
     return {"generator": gen.get_state(), "torch": torch.get_rng_state()}
 
 
+def start_training(cfg: TrainConfig, rt: Runtime) -> tuple[MetaGMVAE, torch.optim.Optimizer, torch.Generator]:
+    """The model, its Adam optimizer and the batch-sampling generator at step 0, seeded by
+    ``cfg.seed``."""
+    torch.manual_seed(cfg.seed)
+    model = rt.prepare(build_model(cfg.model))
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return model, optimizer, rt.generator(cfg.seed)
+
+
+def training_steps(
+    cfg: TrainConfig,
+    rt: Runtime,
+    model: MetaGMVAE,
+    optimizer: torch.optim.Optimizer,
+    pool: torch.Tensor,
+    gen: torch.Generator,
+    done: int = 0,
+) -> Iterator[tuple[int, Losses, float]]:
+    """Run steps ``done + 1`` to ``cfg.steps`` (1-based): the step's learning rate, a batch of
+    ``cfg.batch`` episodes of ``cfg.points`` inputs drawn from ``pool`` ``[P, *item]``, then
+    :func:`train_step`. Yields ``(step, losses, seconds the step took)`` after each one; the
+    caller may validate or save between steps (and must leave the model in train mode)."""
+    model.train()
+    for step in range(done + 1, cfg.steps + 1):
+        tick = time.perf_counter()
+        set_learning_rate(optimizer, learning_rate(step - 1, cfg.steps, 0, cfg.lr, cfg.lr_schedule))
+        x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
+        losses = train_step(model, optimizer, x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, rt, gen, step)
+        yield step, losses, time.perf_counter() - tick
+
+
 def train(
     cfg: TrainConfig,
     rt: Runtime,
@@ -174,12 +193,9 @@ def train(
     resume_dir.mkdir(parents=True, exist_ok=True)
     state_path = resume_dir / "state.pt"
 
-    torch.manual_seed(cfg.seed)
-    model = rt.prepare(build_model(cfg.model))
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = rt.generator(cfg.seed)
-    history, best, step, elapsed = History(), {s: -math.inf for s in cfg.val_shots}, 0, 0.0
-    sums, count = {"loss": 0.0, "rec": 0.0, "kl": 0.0}, 0  # loss terms since the last log line
+    model, optimizer, gen = start_training(cfg, rt)
+    history, best, done, elapsed = History(), {s: -math.inf for s in cfg.val_shots}, 0, 0.0
+    unlogged = RunningMeans()  # loss terms since the last log line
 
     if state_path.exists():
         state = checkpoint.load(state_path, rt.device)
@@ -189,9 +205,9 @@ def train(
         torch.set_rng_state(state["rng"]["torch"].cpu())
         history = History(**state["history"])
         best = {int(k): v for k, v in state["best"].items()}
-        step, elapsed = state["step"], state["elapsed"]
-        sums, count = state["unlogged"]["sums"], state["unlogged"]["count"]
-        print(f"resuming {out_dir.name} from step {step} ({state_path})", flush=True)
+        done, elapsed = state["step"], state["elapsed"]
+        unlogged.load_state(state["unlogged"])
+        print(f"resuming {out_dir.name} from step {done} ({state_path})", flush=True)
 
     def save_state() -> None:
         checkpoint.save(
@@ -204,37 +220,28 @@ def train(
                 "best": {str(k): v for k, v in best.items()},
                 "step": step,
                 "elapsed": elapsed,
-                "unlogged": {"sums": sums, "count": count},  # checkpoints need not fall on log steps
+                "unlogged": unlogged.state(),  # checkpoints need not fall on log steps
                 "config": asdict(cfg),
             },
         )
 
-    model.train()
     bar = progress_bar(
-        total=cfg.steps, initial=step, desc=f"metatrain {out_dir.name}", disable=not progress, unit="step"
+        total=cfg.steps, initial=done, desc=f"metatrain {out_dir.name}", disable=not progress, unit="step"
     )
-    while step < cfg.steps:
-        tick = time.perf_counter()
-        set_learning_rate(optimizer, learning_rate(step, cfg.steps, 0, cfg.lr, cfg.lr_schedule))
-        x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
-        losses = train_step(model, optimizer, x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, rt, gen, step + 1)
-        step += 1
-        elapsed += time.perf_counter() - tick
-        for key in sums:
-            sums[key] += getattr(losses, key).item()
-        count += 1
+    for step, losses, seconds in training_steps(cfg, rt, model, optimizer, pool, gen, done):
+        elapsed += seconds
+        unlogged.add(loss=losses.loss, rec=losses.rec, kl=losses.kl)
         bar.update(1)
 
-        if step % cfg.log_every == 0 or step == cfg.steps:
-            means = {k: v / count for k, v in sums.items()}
+        if due(step, cfg.log_every, cfg.steps):
+            means = unlogged.pop("train")
             history.step.append(step)
-            for k, v in means.items():
-                getattr(history, k).append(v)
-            run.log_metrics({f"train/{k}": v for k, v in means.items()} | {"train/seconds": elapsed}, step=step)
-            bar.set_postfix(loss=f"{means['loss']:.1f}", rec=f"{means['rec']:.1f}", kl=f"{means['kl']:.2f}")
-            sums, count = dict.fromkeys(sums, 0.0), 0
+            for term in ("loss", "rec", "kl"):
+                getattr(history, term).append(means[f"train/{term}"])
+            run.log_metrics(means | {"train/seconds": elapsed}, step=step)
+            bar.set_postfix({term: f"{means[f'train/{term}']:.2f}" for term in ("loss", "rec", "kl")}, refresh=False)
 
-        if step % cfg.val_every == 0 or step == cfg.steps:
+        if due(step, cfg.val_every, cfg.steps):
             accs = validate(model, cfg, rt, val_data, val_episodes, cfg.seed + step)
             history.val_step.append(step)
             for shot, acc in accs.items():
@@ -258,7 +265,7 @@ def train(
     bar.close()
 
     summary = {  # no wall-clock times: identical runs give identical bytes
-        "steps": step,
+        "steps": cfg.steps,
         "best_val_accuracy": {f"{s}shot": round(a, 2) for s, a in best.items()},
         "val_shots": cfg.val_shots,
         "fingerprint": cfg.fingerprint(),
@@ -272,7 +279,7 @@ def train(
             best_model, _ = load_model(tmp / f"best_{cfg.val_shots[0]}shot.pt", rt)
             on_finish(best_model, asdict(history))
     shutil.rmtree(resume_dir)
-    return summary | {"train_seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / max(step, 1), 4)}
+    return summary | {"train_seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / cfg.steps, 4)}
 
 
 def load_model(path: Path, rt: Runtime) -> tuple[MetaGMVAE, dict[str, Any]]:

@@ -44,9 +44,18 @@ def device_description() -> str:
 
 
 def stage_name(script: str, argv: list[str]) -> str:
-    """``stages/metatrain.py omniglot_5way`` -> ``metatrain-omniglot_5way``; no item -> ``augment``."""
-    items = [a for a in argv if not a.startswith("-")][:1]
-    return "-".join([Path(script).stem, *items])
+    """``stages/metatrain.py omniglot_5way`` -> ``metatrain-omniglot_5way``; no item -> ``augment``.
+
+    The item is the first positional argument; every option of the stage scripts takes a value
+    (``--params FILE`` or ``--params=FILE``), so an option's next argument is skipped.
+    """
+    positional, args = [], iter(argv)
+    for arg in args:
+        if not arg.startswith("-"):
+            positional.append(arg)
+        elif "=" not in arg:
+            next(args, None)
+    return "-".join([Path(script).stem, *positional[:1]])
 
 
 @contextlib.contextmanager

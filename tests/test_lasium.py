@@ -11,9 +11,9 @@ import torch
 from metagmvae.config import ConfigError
 from metagmvae.data.episodes import sample_episodes
 from metagmvae.evaluate import episode_accuracies
+from metagmvae.loop import NonFiniteLossError
 from metagmvae.related import lasium
 from metagmvae.runtime import Runtime
-from metagmvae.train import NonFiniteLossError
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
 

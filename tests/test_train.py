@@ -10,6 +10,7 @@ from conftest import REPO, TINY_TRAINING
 
 from metagmvae import checkpoint, train
 from metagmvae.data.stores import load_split
+from metagmvae.loop import NonFiniteLossError
 from metagmvae.pipeline import episodes
 from metagmvae.pipeline.metatrain import train_config
 from metagmvae.runtime import make_runtime
@@ -77,6 +78,37 @@ def test_interrupted_run_resumes_to_the_same_result(setup, tmp_path, monkeypatch
     assert not list((tmp_path / "resume").iterdir()), "resume state removed after finishing"
 
 
+def test_run_killed_after_its_last_step_only_writes_the_outputs(setup, tmp_path, monkeypatch):
+    """All steps done and saved, killed before the outputs were moved into place: the restart
+    trains nothing and writes the same bytes as an uninterrupted run."""
+    run_training(setup, tmp_path / "ref", tmp_path / "resume_ref")
+
+    def killed(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train, "atomic_dir", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(setup, tmp_path / "model", tmp_path / "resume")
+    monkeypatch.undo()
+    monkeypatch.setattr(train, "train_step", lambda *a, **k: pytest.fail("a finished run trained again"))
+    summary = run_training(setup, tmp_path / "model", tmp_path / "resume")
+    assert summary["steps"] == setup[0].steps
+    for name in ("best_1shot.pt", "best_5shot.pt", "history.json", "summary.json"):
+        assert (tmp_path / "ref" / name).read_bytes() == (tmp_path / "model" / name).read_bytes(), name
+
+
+def test_progress_bar_in_a_log_redraws_only_around_validation_lines(setup, tmp_path, capsys):
+    """Not a terminal (a DVC or CI log): the bar is drawn at the start and the end and redrawn
+    below each validation line; the loss postfix of every log step does not redraw it."""
+    base, rt, pool, val, val_eps = setup
+    train.train(base, rt, pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=True)
+    out = capsys.readouterr()
+    validations = out.out.count(": validation ")
+    assert validations == base.steps // base.val_every == 2
+    frames = out.err.count("metatrain m:")
+    assert frames == 2 + validations, f"{frames} progress-bar frames for {base.steps} steps"
+
+
 def test_changed_config_does_not_resume_foreign_state(setup, tmp_path):
     cfg = setup[0]
     other = train.TrainConfig(**{**vars(cfg), "lr": cfg.lr * 2})
@@ -99,6 +131,6 @@ def test_nan_loss_stops_with_step_and_term(setup, tmp_path, monkeypatch):
     cfg, rt, pool, val, val_eps = setup
     bad_pool = pool.clone()
     bad_pool[:] = float("nan")
-    with pytest.raises(train.NonFiniteLossError, match=r"step 1: (loss|rec|kl) is not finite"):
+    with pytest.raises(NonFiniteLossError, match=r"step 1: (loss|rec|kl) is not finite"):
         train.train(cfg, rt, bad_pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
     assert not (tmp_path / "m").exists()

@@ -12,7 +12,6 @@ from metagmvae import simclr
 from metagmvae.config import Checker, ConfigError, positive, section
 from metagmvae.data import features, mini_imagenet
 from metagmvae.io import sha256_file
-from metagmvae.pretrain import load_encoder
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime, make_runtime, runtime_params
 
@@ -65,7 +64,7 @@ def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_p
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
     counts, batch = cfg.per_class, cfg.batch
 
-    encoder, _ = load_encoder(encoder_path, rt)
+    encoder, _ = simclr.load_encoder(encoder_path, rt)
     splits = {}
     for split in SPLITS:
         data = mini_imagenet.load_images(images_path, split, counts[split])

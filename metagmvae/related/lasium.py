@@ -41,12 +41,12 @@ from metagmvae import checkpoint, plots
 from metagmvae.config import Checker, non_negative, one_of, positive
 from metagmvae.data.episodes import EpisodeSet
 from metagmvae.evaluate import Predictor
+from metagmvae.loop import RunningMeans, check_finite, due
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.progress import progress as progress_bar
-from metagmvae.related.loop import BestOnValidation, RunningMeans, due
+from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
-from metagmvae.train import check_finite
 
 # Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['lasium'].
 
@@ -409,7 +409,7 @@ def train(
         if due(step, cfg.log_every, cfg.steps):
             logged = means.pop("train")
             run.log_metrics(logged, step=step)
-            bar.set_postfix(loss=f"{logged['train/loss']:.3f}")
+            bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
         if due(step, cfg.val_every, cfg.steps):
             model.embed.eval()
             best(step, model, predict, "lasium")

@@ -24,7 +24,7 @@ Differences from the official code (github.com/deepmind/leo):
 * the features are 256-d SimCLR ones, L2-normalised (``normalize``; the official WRN features were
   used raw): the raw ones have norms near 18, and the first latent step of the summed support loss
   with the official step size 1.0 then overflows the decoder's ``exp`` std (NaN at step 1);
-* a NaN loss or gradient stops training (:func:`metagmvae.train.check_finite`) instead of falling
+* a NaN loss or gradient stops training (:func:`metagmvae.loop.check_finite`) instead of falling
   back to the L2 penalty's gradient;
 * validation uses the fixed validation episodes (15 queries per class) instead of 10 fresh batches
   of 200 episodes with all remaining examples as queries;
@@ -49,11 +49,11 @@ from metagmvae import checkpoint
 from metagmvae.config import Checker, non_negative, positive
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
+from metagmvae.loop import RunningMeans, check_finite, due
 from metagmvae.progress import progress as progress_bar
-from metagmvae.related.loop import BestOnValidation, RunningMeans, due
+from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
-from metagmvae.train import check_finite
 
 # Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['leo'].
 
@@ -422,7 +422,9 @@ def train(
             if due(step, cfg.log_every, cfg.steps):
                 logged = means.pop("train")
                 run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
-                bar.set_postfix(loss=f"{logged['train/loss']:.3f}", acc=f"{logged['train/query_accuracy']:.3f}")
+                bar.set_postfix(
+                    loss=f"{logged['train/loss']:.3f}", acc=f"{logged['train/query_accuracy']:.3f}", refresh=False
+                )
             if due(step, cfg.val_every, cfg.steps):
                 best(step, model, predict, "leo")
     best.save(out_path, config=asdict(cfg))

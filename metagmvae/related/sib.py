@@ -49,11 +49,11 @@ from metagmvae import checkpoint
 from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
+from metagmvae.loop import RunningMeans, check_finite, due
 from metagmvae.progress import progress as progress_bar
-from metagmvae.related.loop import BestOnValidation, RunningMeans, due
+from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
-from metagmvae.train import check_finite
 
 # Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['sib'].
 
@@ -301,7 +301,7 @@ def train(
             if due(step, cfg.log_every, cfg.steps):
                 logged = means.pop("train")
                 run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
-                bar.set_postfix(loss=f"{logged['train/loss']:.3f}")
+                bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
             if due(step, cfg.val_every, cfg.steps):
                 best(step, model, model_predictor(model), "sib")
     best.save(out_path, config=asdict(cfg))

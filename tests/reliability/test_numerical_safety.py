@@ -13,6 +13,7 @@ from conftest import REPO, TINY_TRAINING
 
 from metagmvae import checkpoint, em, simclr, train
 from metagmvae.data.stores import load_split
+from metagmvae.loop import NonFiniteLossError
 from metagmvae.pipeline import episodes, pretrain
 from metagmvae.pipeline.metatrain import train_config
 from metagmvae.runtime import make_runtime
@@ -57,7 +58,7 @@ def test_non_finite_step_stops_with_step_and_term_and_keeps_the_last_good_checkp
 ):
     cfg, rt, pool, val, val_eps = setup
     poison_step(monkeypatch, 5, where)
-    with pytest.raises(train.NonFiniteLossError, match=rf"step 5: {term} is not finite"):
+    with pytest.raises(NonFiniteLossError, match=rf"step 5: {term} is not finite"):
         train.train(cfg, rt, pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
     assert not (tmp_path / "m").exists()
     (state_path,) = (tmp_path / "r").glob("*/state.pt")
@@ -79,7 +80,7 @@ def test_simclr_non_finite_loss_names_the_step(tiny_mini_packed, mini_store, tmp
         return out * float("nan") if calls["n"] == 3 else out
 
     monkeypatch.setattr(simclr, "nt_xent", nt_xent)
-    with pytest.raises(train.NonFiniteLossError, match=r"step 3: NT-Xent loss is not finite"):
+    with pytest.raises(NonFiniteLossError, match=r"step 3: NT-Xent loss is not finite"):
         pretrain.run(
             "mini_imagenet", params, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m.json", tmp_path
         )

@@ -1,6 +1,5 @@
-"""Pieces of the related methods' training loops: running means of the loss terms between log
-lines, the schedule test, and checkpoint selection on the fixed validation episodes (score,
-log, keep a copy of the best weights, write them once training ends)."""
+"""Checkpoint selection for the related methods: score on the fixed validation episodes, log,
+keep a copy of the best weights, write them once training ends."""
 
 from __future__ import annotations
 
@@ -14,30 +13,6 @@ from metagmvae import checkpoint
 from metagmvae.data.episodes import EpisodeSet
 from metagmvae.evaluate import Predictor, episode_accuracies, summarize
 from metagmvae.tracking import Run
-
-
-class RunningMeans:
-    """Means of scalar terms over the steps since the last log line."""
-
-    def __init__(self):
-        self.sums: dict[str, float] = {}
-        self.count = 0
-
-    def add(self, **terms: torch.Tensor) -> None:
-        for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + value.item()
-        self.count += 1
-
-    def pop(self, prefix: str) -> dict[str, float]:
-        """``{"<prefix>/<term>": mean}``, and start over."""
-        means = {f"{prefix}/{name}": total / self.count for name, total in self.sums.items()}
-        self.sums, self.count = {}, 0
-        return means
-
-
-def due(step: int, every: int, last: int) -> bool:
-    """Whether something done every ``every`` steps, and at the ``last``, happens at ``step``."""
-    return step % every == 0 or step == last
 
 
 class BestOnValidation:
