@@ -87,6 +87,29 @@ def non_negative(value) -> str | None:
     return None if value >= 0 else "must be >= 0"
 
 
+def at_least(low):
+    def check(value) -> str | None:
+        return None if value >= low else f"must be >= {low}"
+
+    return check
+
+
+def fraction(value) -> str | None:
+    """A probability-like value that may be 0 but not 1 (a dropout rate, a momentum)."""
+    return None if 0 <= value < 1 else "must be in [0, 1)"
+
+
+def counts_per_split(splits, what: str):
+    """A mapping of exactly ``splits`` (any order) to integer ``what`` > 0."""
+
+    def check(value) -> str | None:
+        if sorted(value) == sorted(splits) and all(isinstance(n, int) and n > 0 for n in value.values()):
+            return None
+        return f"must map {', '.join(splits[:-1])} and {splits[-1]} to {what} > 0"
+
+    return check
+
+
 def one_of(*choices):
     def check(value) -> str | None:
         return None if value in choices else f"must be one of {list(choices)}"

@@ -25,9 +25,14 @@ from typing import Any
 DVC_TEMP_MARKER = (".dvc", "tmp", "exps")
 
 
+def _host_prefix(target: Path) -> str:
+    """``.<name>.<host>-``: the start of every temporary name of ``target`` written on this host."""
+    return f".{target.name}.{socket.gethostname()}-"
+
+
 def _temp_prefix(target: Path) -> str:
     """``.<name>.<host>-<pid>.``: whose temporary file this is."""
-    return f".{target.name}.{socket.gethostname()}-{os.getpid()}."
+    return f"{_host_prefix(target)}{os.getpid()}."
 
 
 def _alive(pid: int) -> bool:
@@ -47,7 +52,7 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
     hosts (a shared filesystem) are left alone.
     """
     removed = []
-    ours = f".{target.name}.{socket.gethostname()}-"  # this host's writers of this target
+    ours = _host_prefix(target)
     for path in target.parent.glob(glob.escape(ours) + "*.tmp"):
         pid = path.name[len(ours) :].split(".", 1)[0]
         if not pid.isdigit() or _alive(int(pid)):

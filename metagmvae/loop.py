@@ -3,6 +3,8 @@ the loss terms between log lines, and whether a periodic action (log, validate) 
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -17,6 +19,12 @@ def check_finite(step: int, terms: dict[str, torch.Tensor]) -> None:
             raise NonFiniteLossError(
                 f"step {step}: {name} is not finite ({value.item() if value.numel() == 1 else value})"
             )
+
+
+def check_gradients(step: int, parameters) -> None:
+    """Stop with the step number when a gradient of ``parameters`` holds a NaN or Inf (their total
+    L2 norm is then not finite); the gradients themselves are left as they are."""
+    check_finite(step, {"gradient norm": torch.nn.utils.clip_grad_norm_(parameters, math.inf)})
 
 
 class RunningMeans:

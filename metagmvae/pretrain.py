@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,7 +31,7 @@ from metagmvae.distributed import (
     gather_objects,
 )
 from metagmvae.io import atomic_dir, write_json
-from metagmvae.loop import check_finite
+from metagmvae.loop import check_finite, check_gradients
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime
 from metagmvae.schedule import learning_rate, set_learning_rate
@@ -165,7 +164,7 @@ def pretrain(
             check_finite(step + 1, {"NT-Xent loss": loss})
             optimizer.zero_grad(set_to_none=True)
             (loss * ctx.world).backward()  # DDP averages gradients; the global loss is the sum
-            check_finite(step + 1, {"gradient norm": torch.nn.utils.clip_grad_norm_(model.parameters(), math.inf)})
+            check_gradients(step + 1, model.parameters())
             optimizer.step()
             loss_sum += float(all_reduce_sum(loss.detach()))
             step += 1

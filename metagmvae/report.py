@@ -50,6 +50,13 @@ def _cell(res: dict | None) -> str:
     return "-" if res is None else f"{res['accuracy']:.2f} ± {res['ci95']:.2f}"
 
 
+def _published_cell(published: tuple[float, float | None] | None) -> str:
+    """A paper's ``(accuracy, ci95)``; some papers quote no CI."""
+    if published is None:
+        return "-"
+    return f"{published[0]:.2f}" + ("" if published[1] is None else f" ± {published[1]:.2f}")
+
+
 def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
     """A markdown table: one row per setting; Meta-GMVAE, the paper (Table 1) and the
     difference, then every other method in the metrics file.
@@ -65,7 +72,7 @@ def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
         published = paper.get(key)
         diff = f"{ours['accuracy'] - published[0]:+.2f}" if ours and published else "-"
         cells = [_label(key), _cell(ours)]
-        cells += [f"{published[0]:.2f} ± {published[1]:.2f}" if published else "-", diff]
+        cells += [_published_cell(published), diff]
         cells += [_cell(results[m].get(key)) for m in others]
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
@@ -77,13 +84,8 @@ def related_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
     for method in (m for m in RELATED_METHODS if m in results):
         paper = RELATED_PAPER_RESULTS.get(method, {}).get(dataset, {})
         for key in sorted(results[method], key=parse_episode_key):
-            published = paper.get(key)
-            theirs = (
-                "-"
-                if published is None
-                else f"{published[0]:.2f}" + ("" if published[1] is None else f" ± {published[1]:.2f}")
-            )
-            rows.append(f"| {METHOD_NAMES[method]} | {_label(key)} | {_cell(results[method][key])} | {theirs} |")
+            cells = [METHOD_NAMES[method], _label(key), _cell(results[method][key]), _published_cell(paper.get(key))]
+            rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 

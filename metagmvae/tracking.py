@@ -75,6 +75,17 @@ class Run:
             self._mlflow.set_tags({k: str(v) for k, v in tags.items()})
 
 
+def result_metrics(results: Mapping[str, Mapping[str, Mapping[str, float]]]) -> dict[str, float]:
+    """A metrics file's ``{method: {"<W>way_<s>shot": {"accuracy", "ci95", ...}}}`` as flat MLflow
+    metrics ``{"<method>/<W>way_<s>shot/accuracy": %, ".../ci95": %}``."""
+    return {
+        f"{method}/{key}/{stat}": res[stat]
+        for method, by_key in results.items()
+        for key, res in by_key.items()
+        for stat in ("accuracy", "ci95")
+    }
+
+
 def _load_mlflow():
     if os.environ.get("METAGMVAE_TRACKING", "on").lower() in ("off", "0", "false"):
         return None
@@ -116,7 +127,8 @@ def start_run(stage: str, run_name: str, params: Mapping[str, Any] | None = None
             artifacts = (root / "mlartifacts").as_uri() if uri.startswith("sqlite:") else None
             mlflow.create_experiment(EXPERIMENT, artifact_location=artifacts)
         mlflow.set_experiment(EXPERIMENT)
-    tags = {"stage": stage, "git_commit": git_commit(), "mlflow.source.git.commit": git_commit()}
+    commit = git_commit()
+    tags = {"stage": stage, "git_commit": commit, "mlflow.source.git.commit": commit}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
     with mlflow.start_run(run_name=run_name, tags=tags):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from metagmvae.config import Checker, non_negative, one_of, section
+from metagmvae.config import Checker, counts_per_split, non_negative, one_of, section
 from metagmvae.data import omniglot
 from metagmvae.io import write_json
 
@@ -31,17 +31,7 @@ def augment_config(params: dict) -> AugmentConfig:
     check = Checker(section(params, "augment", "omniglot"), "augment.omniglot")
     cfg = AugmentConfig(
         split_seed=check.get("split_seed", int, non_negative),
-        split=_ordered_split(
-            check.get(
-                "split",
-                dict,
-                lambda v: (
-                    None
-                    if sorted(v) == sorted(SPLIT_ORDER) and all(isinstance(n, int) and n > 0 for n in v.values())
-                    else "must map train, val and test to character counts > 0"
-                ),
-            )
-        ),
+        split=_ordered_split(check.get("split", dict, counts_per_split(SPLIT_ORDER, "character counts"))),
         image_size=check.get("image_size", int, lambda v: None if 4 <= v <= 105 else "must be in [4, 105]"),
         resize_filter=check.get("resize_filter", str, one_of(*omniglot.RESIZE_FILTERS)),
     )

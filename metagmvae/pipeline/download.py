@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from metagmvae.config import Checker, ConfigError, positive, section
+from metagmvae.config import Checker, ConfigError, counts_per_split, positive, section
 from metagmvae.data import mini_imagenet, omniglot
 from metagmvae.data.sources import URL_SCHEMES, SourceError, fetch_verified, resolve_source
 from metagmvae.io import atomic_dir, write_json
@@ -63,15 +63,7 @@ def _mini_imagenet_config(check: Checker) -> dict[str, Any]:
     """``sources``, class counts per split, images per class and ``timeout``."""
     cfg = {
         "sources": _sources(check),
-        "classes": check.get(
-            "classes",
-            dict,
-            lambda v: (
-                None
-                if sorted(v) == sorted(mini_imagenet.SPLITS) and all(isinstance(n, int) and n > 0 for n in v.values())
-                else "must map train, val and test to class counts > 0"
-            ),
-        ),
+        "classes": check.get("classes", dict, counts_per_split(mini_imagenet.SPLITS, "class counts")),
         "images_per_class": check.get("images_per_class", int, positive),
         "timeout": check.get("timeout_seconds", float, positive),
     }

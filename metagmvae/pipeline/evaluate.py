@@ -17,7 +17,7 @@ from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
 from metagmvae.io import write_csv, write_json
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.runtime import make_runtime, runtime_params
-from metagmvae.tracking import start_run
+from metagmvae.tracking import result_metrics, start_run
 from metagmvae.train import checkpoint_for, load_model
 
 EMBEDDING_POINTS_PER_CLASS = 100  # Mini-ImageNet has 600 per class; Omniglot's 20 are all shown
@@ -120,14 +120,7 @@ def run(
             plots_dir / "embedding.png",
             seed=cfg.seed,
         )
-        tracker.log_metrics(
-            {
-                f"{method}/{key}/{stat}": res[stat]
-                for method, by_key in results.items()
-                for key, res in by_key.items()
-                for stat in ("accuracy", "ci95")
-            }
-        )
+        tracker.log_metrics(result_metrics(results))
         tracker.log_artifact(out_path)
         for figure in ("accuracy.png", "embedding.png", "accuracy_by_shot.csv"):
             tracker.log_artifact(plots_dir / figure, "plots")

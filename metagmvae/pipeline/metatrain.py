@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from metagmvae import plots
-from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, positive_ints, section
+from metagmvae.config import Checker, ConfigError, at_least, non_negative, one_of, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.io import write_csv, write_json
@@ -27,7 +27,7 @@ def train_config(params: dict, name: str) -> TrainConfig:
     cfg = TrainConfig(
         dataset=check.get("dataset", str, one_of(*STORES)),
         model=model_config(check.get("model", dict), f"{where}.model"),
-        way=check.get("way", int, lambda v: None if v >= 2 else "must be >= 2"),
+        way=check.get("way", int, at_least(2)),
         batch=check.get("batch", int, positive),
         points=check.get("points", int, positive),
         samples=check.get("samples", int, positive),

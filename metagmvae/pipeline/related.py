@@ -18,14 +18,14 @@ from typing import Any
 import torch
 
 from metagmvae import plots
-from metagmvae.config import Checker, one_of, positive, positive_ints, section
+from metagmvae.config import Checker, at_least, one_of, positive, positive_ints, section
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import write_json
 from metagmvae.paper import RELATED_PAPER_RESULTS
 from metagmvae.runtime import make_runtime, runtime_params
-from metagmvae.tracking import start_run
+from metagmvae.tracking import result_metrics, start_run
 
 METHODS = ("lasium", "leo", "sib")
 SHARED_KEYS = (
@@ -47,7 +47,7 @@ def related_config(params: dict, name: str) -> dict[str, Any]:
     out = {
         "method": shared.get("method", str, one_of(*METHODS)),
         "dataset": shared.get("dataset", str, one_of(*STORES)),
-        "val_way": shared.get("val_way", int, lambda v: None if v >= 2 else "must be >= 2"),
+        "val_way": shared.get("val_way", int, at_least(2)),
         "val_shot": shared.get("val_shot", int, positive),
         "test_ways": shared.get("test_ways", list, positive_ints),
         "test_shots": shared.get("test_shots", list, positive_ints),
@@ -95,14 +95,7 @@ def run(
         plots.accuracy_figure(results, paper, plots_dir / "accuracy.png")
         if hasattr(module, "task_figure"):
             module.task_figure(model_path, cfg, rt, plots_dir / "tasks.png")
-        tracker.log_metrics(
-            {
-                f"{method}/{key}/{stat}": res[stat]
-                for key, res in results[method].items()
-                for stat in ("accuracy", "ci95")
-            }
-            | {k: v for k, v in summary.items() if isinstance(v, int | float)}
-        )
+        tracker.log_metrics(result_metrics(results) | {k: v for k, v in summary.items() if isinstance(v, int | float)})
         for path in (metrics_path, out_dir / "summary.json", *sorted(plots_dir.glob("*.png"))):
             tracker.log_artifact(path)
     return results

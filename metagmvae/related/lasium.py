@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from metagmvae import checkpoint, plots
-from metagmvae.config import Checker, non_negative, one_of, positive
+from metagmvae.config import Checker, at_least, non_negative, one_of, positive
 from metagmvae.data.episodes import EpisodeSet
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, due
@@ -85,14 +85,10 @@ def _in_open_unit(value) -> str | None:
     return None if 0 < value < 1 else "must be in (0, 1)"
 
 
-def _at_least_two(value) -> str | None:
-    return None if value >= 2 else "must be >= 2"
-
-
 def parse_config(section: Mapping[str, Any], where: str) -> Config:
     """Validate a LASIUM section (every key required, unknown keys refused)."""
     check = Checker(section, where)
-    kinds = {"strategy": (str, one_of(*STRATEGIES)), "alpha": (float, _in_open_unit), "way": (int, _at_least_two)}
+    kinds = {"strategy": (str, one_of(*STRATEGIES)), "alpha": (float, _in_open_unit), "way": (int, at_least(2))}
     kinds |= {k: (float, positive) for k in ("vae_lr", "sigma", "lr")} | {"epsilon": (float, non_negative)}
     kinds |= {"seed": (int, non_negative)}
     values = {name: check.get(name, *kinds.get(name, (int, positive))) for name in Config.__dataclass_fields__}

@@ -46,7 +46,7 @@ from torch.nn import functional as F
 from torch.nn.utils import skip_init
 
 from metagmvae import checkpoint
-from metagmvae.config import Checker, non_negative, positive
+from metagmvae.config import Checker, at_least, fraction, non_negative, positive
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, due
@@ -94,13 +94,6 @@ class Config:
 def parse_config(section: Mapping[str, Any], where: str) -> Config:
     """Validate a LEO parameter section; unknown keys are refused."""
     check = Checker(section, where)
-
-    def at_least(low):
-        return lambda v: None if v >= low else f"must be >= {low}"
-
-    def probability(v):
-        return None if 0 <= v < 1 else "must be in [0, 1)"
-
     cfg = Config(
         way=check.get("way", int, at_least(2)),
         train_shot=check.get("train_shot", int, positive),
@@ -112,7 +105,7 @@ def parse_config(section: Mapping[str, Any], where: str) -> Config:
         inner_lr=check.get("inner_lr", float, positive),
         finetune_steps=check.get("finetune_steps", int, non_negative),
         finetune_lr=check.get("finetune_lr", float, positive),
-        dropout=check.get("dropout", float, probability),
+        dropout=check.get("dropout", float, fraction),
         kl_weight=check.get("kl_weight", float, non_negative),
         encoder_penalty=check.get("encoder_penalty", float, non_negative),
         l2_penalty=check.get("l2_penalty", float, non_negative),

@@ -34,7 +34,6 @@ out: it cancels in the softmax.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
@@ -46,10 +45,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from metagmvae import checkpoint
-from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive
+from metagmvae.config import Checker, ConfigError, at_least, fraction, non_negative, one_of, positive
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
-from metagmvae.loop import RunningMeans, check_finite, due
+from metagmvae.loop import RunningMeans, check_finite, check_gradients, due
 from metagmvae.progress import progress as progress_bar
 from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
@@ -85,10 +84,6 @@ class Config:
 def parse_config(section: Mapping[str, Any], where: str) -> Config:
     """Validate a ``related.<name>`` section (without its shared keys); unknown keys are refused."""
     check = Checker(section, where)
-
-    def at_least(low):
-        return lambda v: None if v >= low else f"must be >= {low}"
-
     cfg = Config(
         way=check.get("way", int, at_least(2)),
         shot=check.get("shot", int, positive),
@@ -97,7 +92,7 @@ def parse_config(section: Mapping[str, Any], where: str) -> Config:
         steps=check.get("steps", int, positive),
         optimizer=check.get("optimizer", str, one_of("sgd", "adam")),
         lr=check.get("lr", float, positive),
-        momentum=check.get("momentum", float, lambda v: None if 0 <= v < 1 else "must be in [0, 1)"),
+        momentum=check.get("momentum", float, fraction),
         weight_decay=check.get("weight_decay", float, non_negative),
         theta_steps=check.get("theta_steps", int, non_negative),
         lr_theta=check.get("lr_theta", float, positive),
@@ -293,7 +288,7 @@ def train(
             check_finite(step, {"loss": loss})
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            check_finite(step, {"gradient norm": nn.utils.clip_grad_norm_(model.parameters(), math.inf)})
+            check_gradients(step, model.parameters())
             optimizer.step()
             elapsed += time.perf_counter() - tick
             means.add(loss=loss, accuracy=(logits.argmax(-1) == y_query).float().mean())

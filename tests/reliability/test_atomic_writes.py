@@ -32,20 +32,12 @@ WRITERS = {
     """,
     "checkpoint": """
         from metagmvae import checkpoint
-        def half_then_stall(self, data):
-            with open(self, "wb") as fh:
-                fh.write(data[: len(data) // 2])
-            stalled()
-        Path.write_bytes = half_then_stall
+        Path.write_bytes = half_then_stall("wb")
         checkpoint.save(target, {"w": torch.full((512, 1024), 2.0)})
     """,
     "json": """
         from metagmvae.io import write_json
-        def half_then_stall(self, text):
-            with open(self, "w") as fh:
-                fh.write(text[: len(text) // 2])
-            stalled()
-        Path.write_text = half_then_stall
+        Path.write_text = half_then_stall("w")
         write_json(target, {"version": 2, "values": list(range(5000))})
     """,
 }
@@ -57,6 +49,13 @@ target = Path(sys.argv[1])
 def stalled():
     print("half-written", flush=True)
     time.sleep(120)
+def half_then_stall(mode):
+    # a Path.write_bytes / write_text that writes half of its data, then stalls
+    def write(self, data):
+        with open(self, mode) as fh:
+            fh.write(data[: len(data) // 2])
+        stalled()
+    return write
 """
 
 
