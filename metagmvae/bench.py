@@ -1,19 +1,36 @@
-"""Benchmark the paper configurations on whatever device is present.
+"""Benchmark the paper configurations on whatever device is present, optionally beside the
+official implementation.
 
-    python -m metagmvae.bench                       # every case, bf16 + channels-last and fp32
-    python -m metagmvae.bench --cases omniglot_5way --variants fast --steps 3
+    python -m metagmvae.bench                                  # every case, every variant
+    python -m metagmvae.bench --official ../Meta-GMVAE         # and the official code, same run
+    python -m metagmvae.bench --cases omniglot_5way --variants auto --steps 3
 
-Measures, per case and precision variant, the median time of a full training step (forward,
-backward, Adam) after warm-up and the peak memory (CPU: the process's peak resident set, each
-case in a fresh process; CUDA: peak allocated), and the time to evaluate 1000 test episodes.
-Inputs are random tensors of the real shapes (as the official figures were measured). Writes a
-JSON file (device, CPU model and flags or GPU name, torch version, threads, commit) and prints a
-table with the ratio to the official implementation's figures.
+Cases are built from ``params.yaml`` with ``profiles/paper.yaml`` applied (the paper's
+configurations): the Meta-GMVAE training steps of ``metatrain.<model>``, a SimCLR step at the
+paper's batch (augmentation included), feature extraction of ``EXTRACT_IMAGES`` images, and
+1000 test episodes of Omniglot 5-way 1- and 5-shot at the ``evaluate.omniglot`` settings.
+Variants are the ``precision`` / ``channels_last`` settings a user can write: ``auto`` (what
+the committed parameters give on this machine), ``bf16``, ``fp32`` (channels-last where
+``auto`` uses it: what a CPU without native bf16 runs) and ``fp32_nchw``.
+
+``--official PATH`` imports the official implementation from a checkout of
+github.com/db-Lee/Meta-GMVAE (commit 7962392) at PATH -- its ``omniglot/model.py`` and
+``omniglot/data.py``, unmodified; nothing of it is copied here -- and times its Omniglot 5-way
+and 20-way training steps (``GMVAE.forward``, backward, Adam, as its trainer does) and its
+evaluation (``Data.generate_test_episode`` and ``GMVAE.prediction`` on groups of 4 episodes,
+as its ``Trainer.eval`` does) with the same inputs, warm-up, step count and process pattern.
+
+Every (case, variant) runs in a fresh process: the median time of the timed steps after
+warm-up, and the peak memory (CPU: the process's peak resident set; CUDA: peak allocated).
+Inputs are random tensors of the real shapes. Writes ``benchmarks/<device>.json`` (machine: CPU
+model and flags or GPU name, torch, threads, commit; every timing; the ratios to the official
+code when it was measured) and prints the tables.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import platform
 import resource
@@ -21,56 +38,35 @@ import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from metagmvae.config import load_params
 from metagmvae.io import project_root, write_json
+from metagmvae.profile import load_profile, merge
+from metagmvae.runtime import cpu_info
 from metagmvae.tracking import git_commit
-from metagmvae.walltime import cpu_info
 
-OFFICIAL = {
-    # the official implementation: this project's 2-core CPU (torch 2.14.1; evaluation of 1- and
-    # 5-shot together took about 90 s, counted as 45 s each) and one H100 (fp32; spec 8.3)
-    "cpu": {
-        "omniglot_5way": {"seconds": 15.1, "peak_gib": 9.8},
-        "eval_omniglot_5way_1shot": {"seconds": 45.0},
-        "eval_omniglot_5way_5shot": {"seconds": 45.0},
-    },
-    "cuda": {
-        "omniglot_5way": {"seconds": 0.0556, "peak_gib": 6.3},
-        "omniglot_20way": {"seconds": 0.0933, "peak_gib": 9.6},
-        "mini_imagenet": {"seconds": 0.011, "peak_gib": 0.4},
-        "eval_omniglot_5way_1shot": {"seconds": 2.5},  # 250 groups of 4 episodes at about 10 ms
-        "eval_omniglot_5way_5shot": {"seconds": 2.5},
-    },
+VARIANTS = {  # name -> (precision, channels_last) as written in params.yaml
+    "auto": ("auto", "auto"),
+    "bf16": ("bf16", "auto"),
+    "fp32": ("fp32", "auto"),
+    "fp32_nchw": ("fp32", False),
 }
-VARIANTS = {"fast": ("bf16", True), "fp32": ("fp32", False)}
-
-
-@dataclass(frozen=True)
-class TrainCase:
-    """One paper configuration of a Meta-GMVAE training step (spec section 6)."""
-
-    model: dict
-    way: int
-    batch: int
-    points: int
-    samples: int
-    em_iters: int = 10
-
-
-PIXELS = {"kind": "pixels", "latent": 64, "hidden": 64, "heads": 4, "blocks": 2}
-FEATURES = {"kind": "features", "input_dim": 256, "latent": 32, "hidden": 512, "heads": 4, "blocks": 2}
-TRAIN_CASES = {
-    "omniglot_5way": TrainCase(PIXELS, way=5, batch=4, points=200, samples=32),
-    "omniglot_20way": TrainCase(PIXELS, way=20, batch=4, points=300, samples=32),
-    "mini_imagenet": TrainCase(FEATURES, way=5, batch=16, points=5, samples=256),
-}
+OFFICIAL = "official"
+TRAIN_CASES = ("omniglot_5way", "omniglot_20way", "mini_imagenet_5way")  # metatrain sections
 EVAL_CASES = {"eval_omniglot_5way_1shot": 1, "eval_omniglot_5way_5shot": 5}
-CASES = [*TRAIN_CASES, "simclr_512", *EVAL_CASES]
+EXTRACT_IMAGES = 6000
+CASES = (*TRAIN_CASES, "simclr", "extract", *EVAL_CASES)
+OFFICIAL_CASES = ("omniglot_5way", "omniglot_20way", *EVAL_CASES)
+TEST_CLASSES, QUERY = 1292, 15  # Omniglot test split: classes of 20 images; queries per class
+
+
+def paper_params() -> dict:
+    """``params.yaml`` with the paper profile applied: where every case takes its settings."""
+    return merge(load_params(project_root() / "params.yaml"), load_profile("paper"))
 
 
 def _sync(device: torch.device) -> None:
@@ -79,6 +75,7 @@ def _sync(device: torch.device) -> None:
 
 
 def _timed(fn, device: torch.device, warmup: int, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` calls of ``fn`` after ``warmup`` untimed ones."""
     for _ in range(warmup):
         fn()
     times = []
@@ -91,47 +88,55 @@ def _timed(fn, device: torch.device, warmup: int, steps: int) -> list[float]:
     return times
 
 
-def _input(case: TrainCase, n: int, device: torch.device, gen: torch.Generator) -> torch.Tensor:
-    if case.model["kind"] == "pixels":
-        return (torch.rand(n, 1, 28, 28, device=device, generator=gen) > 0.8).float()
-    return torch.relu(torch.randn(n, 256, device=device, generator=gen))
+def _training_batch(model_cfg: dict, batch: int, points: int, device: torch.device) -> torch.Tensor:
+    """Random inputs of a training batch ``[B, M, *item]``: binary images or ReLU features."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    n = batch * points
+    if model_cfg["kind"] == "pixels":
+        x = (torch.rand(n, 1, 28, 28, device=device, generator=gen) > 0.8).float()
+    else:
+        x = torch.relu(torch.randn(n, model_cfg["input_dim"], device=device, generator=gen))
+    return x.view(batch, points, *x.shape[1:])
+
+
+def _test_images(device: torch.device) -> torch.Tensor:
+    """Random binary test images ``[1292, 20, 1, 28, 28]``."""
+    gen = torch.Generator(device=device).manual_seed(0)
+    return (torch.rand(TEST_CLASSES, 20, 1, 28, 28, device=device, generator=gen) > 0.8).float()
 
 
 def bench_train(name: str, rt, warmup: int, steps: int) -> list[float]:
     from metagmvae.models import build_model
+    from metagmvae.pipeline.metatrain import train_config
     from metagmvae.train import train_step
 
-    case = TRAIN_CASES[name]
+    cfg = train_config(paper_params(), name)
     torch.manual_seed(0)
-    model = rt.prepare(build_model(case.model)).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+    model = rt.prepare(build_model(cfg.model)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = rt.generator(0)
-    x = _input(case, case.batch * case.points, rt.device, gen)
-    x = x.view(case.batch, case.points, *x.shape[1:])
-    return _timed(
-        lambda: train_step(model, optimizer, x, case.way, case.samples, case.em_iters, False, rt, gen, 1),
-        rt.device,
-        warmup,
-        steps,
-    )
+    x = _training_batch(cfg.model, cfg.batch, cfg.points, rt.device)
+    setting = {"way": cfg.way, "samples": cfg.samples, "samples_decoder": cfg.samples_decoder}
+    setting |= {"em_iters": cfg.em_iters, "fix_pi": cfg.fix_pi, "rt": rt, "generator": gen, "step": 1}
+    return _timed(lambda: train_step(model, optimizer, x, **setting), rt.device, warmup, steps)
 
 
-def bench_simclr(rt, warmup: int, steps: int, batch: int = 512) -> list[float]:
+def bench_simclr(rt, warmup: int, steps: int) -> list[float]:
     from metagmvae import simclr
+    from metagmvae.pipeline.pretrain import pretrain_config
 
+    cfg = pretrain_config(paper_params(), "mini_imagenet")
     torch.manual_seed(0)
-    model = rt.prepare(simclr.SimCLR()).train()
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model = rt.prepare(simclr.SimCLR(hidden=cfg.hidden)).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = rt.generator(0)
-    images = torch.randint(0, 256, (batch, 3, 84, 84), dtype=torch.uint8, device=rt.device, generator=gen)
+    images = torch.randint(0, 256, (cfg.batch, 3, 84, 84), dtype=torch.uint8, device=rt.device, generator=gen)
 
     def step():
-        views = [simclr.augment(images, gen) for _ in range(2)]
-        if rt.channels_last:
-            views = [v.contiguous(memory_format=torch.channels_last) for v in views]
+        views = [rt.images(simclr.augment(images, gen)) for _ in range(2)]
         with rt.autocast():
             p1, p2 = model(*views)
-        loss = simclr.nt_xent(p1, p2, 0.5)
+        loss = simclr.nt_xent(p1, p2, cfg.temperature)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -139,51 +144,139 @@ def bench_simclr(rt, warmup: int, steps: int, batch: int = 512) -> list[float]:
     return _timed(step, rt.device, warmup, steps)
 
 
-def bench_eval(name: str, rt, episodes_per_call: int, samples: int = 32, n_episodes: int = 1000) -> list[float]:
-    """Seconds to evaluate ``n_episodes`` 5-way episodes (15 queries) on 1292 random test classes."""
-    from metagmvae.data.episodes import sample_episodes
-    from metagmvae.evaluate import episode_accuracies
-    from metagmvae.models import build_model
+def bench_extract(rt, warmup: int, steps: int) -> list[float]:
+    """Seconds to encode ``EXTRACT_IMAGES`` images with the SimCLR encoder (the extract stage)."""
+    from metagmvae import simclr
+    from metagmvae.pipeline.extract import encode_images, extract_config
 
-    shot = EVAL_CASES[name]
+    cfg = extract_config(paper_params(), "mini_imagenet")
     torch.manual_seed(0)
-    model = rt.prepare(build_model(PIXELS)).eval()
-    gen = rt.generator(0)
-    test = (torch.rand(1292, 20, 1, 28, 28, device=rt.device, generator=gen) > 0.8).float()
-    eps = sample_episodes(np.random.default_rng(0), n_episodes, 1292, 20, 5, shot, 15)
+    encoder = rt.prepare(simclr.SimCLR().encoder).eval()
+    gen = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (EXTRACT_IMAGES, 3, 84, 84), dtype=torch.uint8, generator=gen)
+    return _timed(lambda: encode_images(encoder, images, rt, cfg.batch, None), rt.device, warmup, steps)
+
+
+def bench_eval(name: str, rt) -> list[float]:
+    """Seconds to evaluate 1000 5-way episodes (15 queries) of random test images, encoding included."""
+    from metagmvae.data.episodes import sample_episodes
+    from metagmvae.evaluate import model_accuracies
+    from metagmvae.models import build_model
+    from metagmvae.pipeline.evaluate import eval_config
+    from metagmvae.pipeline.metatrain import train_config
+
+    params = paper_params()
+    cfg, model_cfg = eval_config(params, "omniglot"), train_config(params, "omniglot_5way").model
+    torch.manual_seed(0)
+    model = rt.prepare(build_model(model_cfg)).eval()
+    test = _test_images(rt.device)
+    eps = sample_episodes(np.random.default_rng(0), 1000, TEST_CLASSES, 20, 5, EVAL_CASES[name], QUERY)
 
     def run():
         with rt.autocast():
             tokens = model.encode(test)
-
-        def predict(support, y_support, query, way):
-            with rt.autocast():
-                return model.predict(support, y_support, query, way, samples, 10, gen)
-
-        episode_accuracies(predict, tokens, eps, episodes_per_call)
+        model_accuracies(model, rt, tokens, eps, cfg.samples, cfg.em_iters, cfg.episodes_per_call, cfg.seed)
 
     return _timed(run, rt.device, 0, 1)
 
 
-def run_case(name: str, variant: str, device: str, warmup: int, steps: int, episodes_per_call: int) -> dict:
-    """Run one case in this process; returns its timings and peak memory."""
-    from metagmvae.runtime import make_runtime
+@contextlib.contextmanager
+def official_modules(checkout: Path):
+    """The official ``omniglot/model.py`` and ``omniglot/data.py``, imported from ``checkout``
+    (they import their sibling ``module.py`` by its bare name)."""
+    folder = Path(checkout).resolve() / "omniglot"
+    if not (folder / "model.py").is_file():
+        raise SystemExit(f"--official {checkout}: no omniglot/model.py there (a checkout of db-Lee/Meta-GMVAE)")
+    sys.path.insert(0, str(folder))
+    try:
+        import model as official_model
 
-    precision, channels_last = VARIANTS[variant]
-    rt = make_runtime(device, precision, channels_last)
-    if name in TRAIN_CASES:
-        times = bench_train(name, rt, warmup, steps)
-    elif name == "simclr_512":
-        times = bench_simclr(rt, warmup, steps)
+        import data as official_data
+
+        yield official_model, official_data
+    finally:
+        sys.path.remove(str(folder))
+
+
+def bench_official(name: str, checkout: Path, device: torch.device, warmup: int, steps: int) -> list[float]:
+    """The official code on the case ``name``: its model built with the paper settings of the
+    matching ``metatrain`` section (or ``evaluate.omniglot`` for evaluation)."""
+    params = paper_params()
+    train = params["metatrain"]["omniglot_5way" if name in EVAL_CASES else name]
+    np.random.seed(0)  # the official EM initialisation and episodes draw from numpy's global RNG
+    torch.manual_seed(0)
+    with official_modules(checkout) as (official_model, official_data):
+        model = official_model.GMVAE(
+            input_shape=[1, 28, 28],
+            unsupervised_em_iters=train["em_iters"],
+            semisupervised_em_iters=params["evaluate"]["omniglot"]["em_iters"],
+            fix_pi=train["fix_pi"],
+            hidden_size=train["model"]["hidden"],
+            component_size=train["way"],
+            latent_size=train["model"]["latent"],
+            train_mc_sample_size=train["samples"],
+            test_mc_sample_size=params["evaluate"]["omniglot"]["samples"],
+        ).to(device)
+        if name not in EVAL_CASES:
+            optimizer = torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
+            x = _training_batch(train["model"], train["batch"], train["points"], device)
+
+            def step():  # as official omniglot/trainer.py: Trainer.train
+                model.train()
+                model.zero_grad()
+                rec, kl = model(x)
+                (rec + kl).backward()
+                optimizer.step()
+
+            return _timed(step, device, warmup, steps)
+
+        data = official_data.Data.__new__(official_data.Data)  # its episode sampler on our random images
+        data.N, data.K_mte = 20, TEST_CLASSES
+        data.x_mte = _test_images(torch.device("cpu")).numpy()
+        shot, group = EVAL_CASES[name], train["batch"]  # the official trainer evaluates B = 4 episodes a call
+
+        @torch.no_grad()
+        def run():  # as official omniglot/trainer.py: Trainer.eval
+            model.eval()
+            accuracies = []
+            while len(accuracies) < 1000:
+                x_tr, y_tr, x_te, y_te = data.generate_test_episode(5, shot, QUERY, group, test=True)
+                x_tr, x_te = (torch.from_numpy(a).to(device).float() for a in (x_tr, x_te))
+                y_tr, y_te = (torch.from_numpy(a).to(device) for a in (y_tr, y_te))
+                pred = model.prediction(x_tr, y_tr, x_te)
+                accuracies.extend(torch.eq(pred, y_te).float().mean(-1).cpu().tolist())
+
+        return _timed(run, device, 0, 1)
+
+
+def run_case(name: str, variant: str, device: str, warmup: int, steps: int, official: Path | None) -> dict:
+    """Run one case in this process; returns its timings, peak memory and the resolved runtime."""
+    from metagmvae.data.stores import STORES
+    from metagmvae.runtime import make_runtime, resolve_device
+
+    result = {"case": name, "variant": variant}
+    if variant == OFFICIAL:
+        times = bench_official(name, official, resolve_device(device), warmup, steps)
+        dev = resolve_device(device)
     else:
-        times = bench_eval(name, rt, episodes_per_call)
-    if rt.device.type == "cuda":
-        peak = torch.cuda.max_memory_allocated(rt.device) / 2**30
+        precision, channels_last = VARIANTS[variant]
+        dataset = paper_params()["metatrain"][name]["dataset"] if name in TRAIN_CASES else "omniglot"
+        rt = make_runtime(device, precision, channels_last, convolutional=STORES[dataset].images)
+        result |= {"precision": rt.precision, "channels_last": rt.channels_last}
+        if name in TRAIN_CASES:
+            times = bench_train(name, rt, warmup, steps)
+        elif name == "simclr":
+            times = bench_simclr(rt, warmup, steps)
+        elif name == "extract":
+            times = bench_extract(rt, warmup, steps)
+        else:
+            times = bench_eval(name, rt)
+        dev = rt.device
+    if dev.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(dev) / 2**30
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    return {
-        "case": name,
-        "variant": variant,
+    return result | {
         "seconds": statistics.median(times),
         "all_seconds": [round(t, 4) for t in times],
         "peak_gib": round(peak, 3),
@@ -207,42 +300,64 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def table(results: list[dict], device: str) -> str:
-    official = OFFICIAL.get(device, {})
-    lines = [f"{'case':<26} {'variant':<6} {'time':>10} {'peak GiB':>9} {'x official time':>16} {'x official mem':>15}"]
+UNITS = {"simclr": "s/step", "extract": f"s/{EXTRACT_IMAGES} img", **dict.fromkeys(EVAL_CASES, "s/1000 ep")}
+
+
+def with_ratios(results: list[dict]) -> list[dict]:
+    """Each result with ``x_official_time`` / ``x_official_mem``: its ratio to the official code's
+    result for the same case in the same run (when there is one)."""
+    official = {r["case"]: r for r in results if r["variant"] == OFFICIAL}
+    out = []
     for r in results:
-        ref = official.get(r["case"], {})
-        t_ratio = f"{r['seconds'] / ref['seconds']:.3f}" if "seconds" in ref else "-"
-        m_ratio = f"{r['peak_gib'] / ref['peak_gib']:.3f}" if "peak_gib" in ref else "-"
-        unit = "s/1000 ep" if r["case"].startswith("eval") else "s/step"
+        ref = official.get(r["case"])
+        if ref and r["variant"] != OFFICIAL:
+            r = r | {
+                "x_official_time": round(r["seconds"] / ref["seconds"], 3),
+                "x_official_mem": round(r["peak_gib"] / ref["peak_gib"], 3),
+            }
+        out.append(r)
+    return out
+
+
+def table(results: list[dict]) -> str:
+    """One line per result: time, peak memory and the ratios to the official code."""
+    lines = [
+        f"{'case':<26} {'variant':<9} {'runs as':<14} {'time':>9} {'unit':<14} {'peak GiB':>8} "
+        f"{'x official time':>15} {'x official mem':>14}"
+    ]
+    for r in results:
+        runs_as = "-" if r["variant"] == OFFICIAL else f"{r['precision']}{'+CL' if r['channels_last'] else ''}"
+        unit = UNITS.get(r["case"], "s/step")
         lines.append(
-            f"{r['case']:<26} {r['variant']:<6} {r['seconds']:>7.3f} {unit:<9} {r['peak_gib']:>6.2f} "
-            f"{t_ratio:>16} {m_ratio:>15}"
+            f"{r['case']:<26} {r['variant']:<9} {runs_as:<14} {r['seconds']:>9.3f} {unit:<14} "
+            f"{r['peak_gib']:>8.2f} {r.get('x_official_time', '-'):>15} {r.get('x_official_mem', '-'):>14}"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {CASES}")
-    parser.add_argument("--variants", default="fast,fp32", help=f"comma-separated subset of {list(VARIANTS)}")
+    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
+    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
+    parser.add_argument("--official", type=Path, help="a checkout of db-Lee/Meta-GMVAE to time beside ours")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--episodes-per-call", type=int, default=50)
     parser.add_argument("--out", type=Path, help="JSON file (default: benchmarks/<device>.json)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     cases, variants = args.cases.split(","), args.variants.split(",")
     for case in cases:
         if case not in CASES:
-            parser.error(f"unknown case {case!r}; expected one of {CASES}")
+            parser.error(f"unknown case {case!r}; expected one of {list(CASES)}")
     for variant in variants:
-        if variant not in VARIANTS:
+        if variant not in (*VARIANTS, OFFICIAL):
             parser.error(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
+    if args.official:
+        variants = [*dict.fromkeys([*variants, OFFICIAL])]
 
     if args.child:  # one case, one variant: report on stdout for the parent
-        result = run_case(cases[0], variants[0], args.device, args.warmup, args.steps, args.episodes_per_call)
+        result = run_case(cases[0], variants[0], args.device, args.warmup, args.steps, args.official)
         print("BENCH " + json.dumps(result))
         return
 
@@ -252,25 +367,29 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     for case in cases:
         for variant in variants:
+            if variant == OFFICIAL and case not in OFFICIAL_CASES:
+                continue
             cmd = [sys.executable, "-m", "metagmvae.bench", "--child", "--cases", case, "--variants", variant]
             cmd += ["--device", args.device, "--warmup", str(args.warmup), "--steps", str(args.steps)]
-            cmd += ["--episodes-per-call", str(args.episodes_per_call)]
+            if variant == OFFICIAL:
+                cmd += ["--official", str(args.official.resolve())]
             proc = subprocess.run(cmd, capture_output=True, text=True, cwd=project_root())
             lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH ")]
             if proc.returncode != 0 or not lines:
                 raise RuntimeError(f"benchmark {case} ({variant}) failed:\n{proc.stderr[-3000:]}")
             results.append(json.loads(lines[-1][len("BENCH ") :]))
-            print(table(results[-1:], device.type).splitlines()[-1], flush=True)
+            print(table(results[-1:]).splitlines()[-1], flush=True)
+    results = with_ratios(results)
     report = {
         "machine": machine(device),
-        "settings": {"warmup": args.warmup, "steps": args.steps, "episodes_per_call": args.episodes_per_call},
-        "official": OFFICIAL.get(device.type, {}),
+        "settings": {"warmup": args.warmup, "steps": args.steps, "cases_from": "params.yaml + profiles/paper.yaml"},
+        "official": {"checkout": str(args.official), "commit": git_commit(args.official)} if args.official else None,
         "results": results,
     }
     out = args.out or project_root() / "benchmarks" / f"{device.type}.json"
     write_json(out, report)
     print()
-    print(table(results, device.type))
+    print(table(results))
     print(f"\nwritten to {out}")
 
 

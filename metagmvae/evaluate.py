@@ -67,6 +67,6 @@ def model_accuracies(
 
     def predict(support, y_support, query, way):
         with rt.autocast():
-            return model.predict(support, y_support, query, way, samples, em_iters, gen)
+            return model.predict(support, y_support, query, way=way, samples=samples, em_iters=em_iters, generator=gen)
 
     return episode_accuracies(predict, tokens, episodes, episodes_per_call, progress)

@@ -117,6 +117,11 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """The JSON document at ``path``."""
+    return json.loads(Path(path).read_text())
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as pretty, key-sorted JSON, atomically (stable bytes for DVC)."""
     with atomic_path(path) as tmp:

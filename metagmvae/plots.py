@@ -100,45 +100,65 @@ def accuracy_figure(results: dict[str, dict[str, dict]], paper: dict[str, tuple[
     _save(fig, path)
 
 
-def accuracy_vs_time(record: dict, path: Path) -> None:
-    """Test accuracy (95% CI bars) of the snapshots of one training run against training
-    minutes, with the official code's CPU figure, pixel 1-NN and the paper's final values.
+def accuracy_vs_time(records: list[dict], references: dict, path: Path) -> None:
+    """Test accuracy (95% CI bars) of the snapshots of training runs against training minutes,
+    one panel per way, with the official code's measured curves (when ``references`` holds
+    them for that way) and the paper's final values.
 
-    record: the :mod:`metagmvae.timecurve` JSON (``points`` with ``minutes`` and per-setting
-    ``{"accuracy", "ci95"}``; ``official_cpu``, ``pixel_1nn``, ``paper``).
+    records: :mod:`metagmvae.timecurve` JSON records (``points`` with ``minutes`` and
+    ``test: {"<W>way_<s>shot": {"accuracy", "ci95"}}``). references: ``official_cpu`` curves
+    (``{"label", "points": [{"seconds", "<key>": %}]}``) and ``paper`` (``{"<key>": %}``).
     """
-    points = record["points"]
-    minutes = [p["minutes"] for p in points]
-    fig, ax = plt.subplots(figsize=(8, 4.8))
-    for key, color in (("5way_1shot", "tab:blue"), ("5way_5shot", "tab:orange")):
-        label = "{}-way {}-shot".format(*parse_episode_key(key))
-        acc = [p[key]["accuracy"] for p in points]
-        ci = [p[key]["ci95"] for p in points]
-        ax.errorbar(minutes, acc, yerr=ci, marker="o", capsize=3, color=color, label=f"this project, {label}")
-        ax.axhline(record["pixel_1nn"][key], color=color, ls="--", lw=1, label=f"pixel 1-NN, {label}")
-        ax.axhline(record["paper"][key], color=color, ls=":", lw=1, label=f"paper (60k GPU steps), {label}")
-    official = record["official_cpu"]
-    ax.scatter(
-        [official["minutes"]],
-        [official["5way_1shot"]],
-        marker="X",
-        s=120,
-        color="tab:red",
-        zorder=4,
-        label="official code, 5-way 1-shot",
-    )
-    ax.set_xlabel("training wall time (minutes)")
-    ax.set_ylabel("test accuracy, 1000 episodes (%)")
-    ax.set_ylim(20, 100)
-    ax.set_xlim(0, max(minutes + [official["minutes"]]) * 1.05)
-    ax.grid(alpha=0.3)
-    info = record["machine"]
-    ax.set_title(
-        f"Omniglot 5-way, profile '{record['profile']}' on {info.get('cpu', info.get('gpu', ''))[:40]}, "
-        f"{info['threads']} threads",
+    ways = sorted({parse_episode_key(k)[0] for r in records for k in r["points"][0]["test"]})
+    fig, axes = plt.subplots(1, len(ways), figsize=(7.5 * len(ways), 4.8), squeeze=False)
+    shot_colours = {1: "tab:blue", 5: "tab:orange"}
+    for ax, way in zip(axes[0], ways):
+        for record in records:
+            for key in record["points"][0]["test"]:
+                w, shot = parse_episode_key(key)
+                if w != way:
+                    continue
+                pts = record["points"]
+                ax.errorbar(
+                    [p["minutes"] for p in pts],
+                    [p["test"][key]["accuracy"] for p in pts],
+                    yerr=[p["test"][key]["ci95"] for p in pts],
+                    marker="o",
+                    capsize=3,
+                    color=shot_colours.get(shot),
+                    label=f"{record['profile']} profile, {shot}-shot",
+                )
+                if key in references.get("paper", {}):
+                    ax.axhline(references["paper"][key], color=shot_colours.get(shot), ls=":", lw=1)
+        for i, curve in enumerate(references.get("official_cpu", {}).get("curves", [])):
+            for key, marker_colour in (
+                (episode_key(way, 1), shot_colours[1]),
+                (episode_key(way, 5), shot_colours[5]),
+            ):
+                pts = [p for p in curve["points"] if key in p]
+                if pts:
+                    ax.plot(
+                        [p["seconds"] / 60 for p in pts],
+                        [p[key] for p in pts],
+                        marker="XPs"[i % 3],
+                        ls="--",
+                        color=marker_colour,
+                        alpha=0.7,
+                        label=f"official code, {curve['label']}, {parse_episode_key(key)[1]}-shot",
+                    )
+        ax.set_xlabel("training wall time (minutes)")
+        ax.set_ylabel("test accuracy, 1000 episodes (%)")
+        ax.set_title(f"Omniglot {way}-way (dotted: paper, 60k GPU steps)", fontsize=9)
+        ax.set_ylim(0, 100)
+        ax.set_xlim(left=0)
+        ax.grid(alpha=0.3)
+        ax.legend(loc="lower right", fontsize=7)
+    info = records[0]["machine"]
+    fig.suptitle(
+        f"{info.get('cpu', info.get('gpu', ''))[:60]}, {info['threads']} threads; official curves: "
+        f"{references.get('official_cpu', {}).get('machine', 'not measured')}",
         fontsize=9,
     )
-    ax.legend(loc="lower right", fontsize=8)
     _save(fig, path)
 
 

@@ -53,8 +53,8 @@ class PretrainConfig:
     seed: int
     checkpoint_every: int  # resume state every this many steps (and at every epoch's end)
     device: str
-    precision: str
-    channels_last: bool
+    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
+    channels_last: bool | str  # auto | true | false
 
     def fingerprint(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
@@ -156,8 +156,7 @@ def pretrain(
             set_learning_rate(optimizer, lr)
             batch = images[order[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
             view1, view2 = simclr.augment(batch, view_gen), simclr.augment(batch, view_gen)
-            if rt.channels_last:
-                view1, view2 = (v.contiguous(memory_format=torch.channels_last) for v in (view1, view2))
+            view1, view2 = rt.images(view1), rt.images(view2)
             with rt.autocast():
                 p1, p2 = net(view1, view2)
             loss = simclr.nt_xent(p1, p2, cfg.temperature, ctx.rank)

@@ -43,6 +43,20 @@ def merge(base: Mapping[str, Any], overrides: Mapping[str, Any], where: str = ""
     return out
 
 
+def apply_sets(params: dict, sets: list[str]) -> dict:
+    """``["a.b.c=2", ...]`` (values in YAML) applied to a copy of ``params``; a key that does not
+    exist is refused, as ``dvc exp run -S`` would refuse it."""
+    for item in sets:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE")
+        override: dict = yaml.safe_load(value)
+        for part in reversed(key.split(".")):
+            override = {part: override}
+        params = merge(params, override)
+    return params
+
+
 def set_param_args(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
     """``dvc exp run`` arguments for the overrides (validated against ``base``)."""
     merge(base, overrides)

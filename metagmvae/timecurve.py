@@ -1,15 +1,19 @@
-"""Test accuracy against training wall time: one training run, snapshots at fixed minutes.
+"""Accuracy against training wall time: one training run, snapshots at fixed minutes.
 
-    python -m metagmvae.timecurve                             # profile cpu, 5 / 15 / 30 / 60 min
-    python -m metagmvae.timecurve --minutes 1 2 --profile cpu
+    python -m metagmvae.timecurve                                   # profile cpu, Omniglot 5-way
+    python -m metagmvae.timecurve --model omniglot_20way --minutes 5 15 30 60
+    python -m metagmvae.timecurve --profile quick --set metatrain.omniglot_5way.samples_decoder=1 \\
+        --minutes 2 5 10 --out benchmarks/study/s_rec1
 
-Trains ``metatrain.<model>`` (Omniglot 5-way by default) of ``params.yaml`` with a profile's
-overrides applied, copies the weights each time the training clock passes a mark and once at the
-end, then tests every snapshot on the fixed 1000 test episodes (5-way 1- and 5-shot, the
-``evaluate.omniglot`` settings). The training clock counts only training steps (batch sampling,
-forward, backward, Adam), as the official figure on the same chart does (33.6% 5-way 1-shot after
-18 minutes on the 2-core CPU); no validation runs. Needs the Omniglot store and episodes
-(``dvc repro episodes@omniglot``). Writes ``benchmarks/accuracy_vs_time.json`` and ``.png``.
+Trains ``metatrain.<model>`` of ``params.yaml`` (a profile's overrides and any ``--set`` applied;
+``--profile quick`` or ``''`` is params.yaml itself), copies the weights each time the training
+clock passes a mark and once at the end, then scores every snapshot on the fixed validation
+episodes (the model's ``val_shots``) and the fixed test episodes (1- and 5-shot at the model's
+way; the ``evaluate.omniglot`` settings, 1000 episodes). The training clock counts only training
+steps (batch sampling, forward, backward, Adam), as the official figures on the same chart do;
+validation and testing happen after training. Needs the Omniglot store and episodes
+(``dvc repro episodes@omniglot``, or ``--store`` / ``--episodes``). Writes ``<out>.json``
+(machine, configuration, every point) and ``<out>.png``.
 """
 
 from __future__ import annotations
@@ -26,20 +30,18 @@ from metagmvae.config import ConfigError, load_params
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import load_split, store_path
 from metagmvae.evaluate import model_accuracies, summarize
-from metagmvae.io import project_root, write_json
+from metagmvae.io import project_root, read_json, write_json
 from metagmvae.models import build_model
+from metagmvae.paper import PAPER_RESULTS
 from metagmvae.pipeline.evaluate import eval_config
 from metagmvae.pipeline.metatrain import train_config
-from metagmvae.profile import load_profile, merge
+from metagmvae.profile import apply_sets, load_profile, merge
 from metagmvae.progress import progress
 from metagmvae.runtime import make_runtime
 from metagmvae.train import TrainConfig, start_training, training_steps
 
-# Reference points on the same chart (accuracy %, 5-way, this project's split, 1000 episodes).
-OFFICIAL_CPU = {"minutes": 18.0, "5way_1shot": 33.6}  # the official code on the 2-core CPU
-PIXEL_1NN = {"5way_1shot": 45.5, "5way_5shot": 66.7}
-PAPER = {"5way_1shot": 94.92, "5way_5shot": 97.09}  # 60k steps of the paper configuration
 TEST_SHOTS = (1, 5)
+REFERENCES = project_root() / "benchmarks" / "references.json"  # the official code's measured curves
 
 
 def train_with_snapshots(cfg: TrainConfig, rt, pool: torch.Tensor, marks_seconds: list[float]) -> list[dict]:
@@ -71,8 +73,9 @@ def train_with_snapshots(cfg: TrainConfig, rt, pool: torch.Tensor, marks_seconds
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="cpu", help="profile in profiles/ applied to params.yaml ('' for none)")
+    parser.add_argument("--profile", default="cpu", help="profile in profiles/ applied to params.yaml ('quick': none)")
     parser.add_argument("--model", default="omniglot_5way", help="a metatrain section on the Omniglot store")
+    parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 30, 60])
     parser.add_argument("--params", type=Path, default=project_root() / "params.yaml")
     parser.add_argument("--store", type=Path, help="default: data/omniglot/omniglot.h5")
@@ -81,60 +84,77 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     params = load_params(args.params)
-    if args.profile:
+    if args.profile not in ("", "quick"):
         params = merge(params, load_profile(args.profile))
+    params = apply_sets(params, args.sets)
     cfg, ecfg = train_config(params, args.model), eval_config(params, "omniglot")
-    if cfg.dataset != "omniglot" or cfg.way != 5:
-        raise ConfigError(f"metatrain.{args.model}: the time curve is for Omniglot 5-way models")
+    if cfg.dataset != "omniglot":
+        raise ConfigError(f"metatrain.{args.model}: the time curve is for Omniglot models")
     store = args.store or project_root() / store_path("omniglot")
     episodes_path = args.episodes or store.parent / "episodes.h5"
     for path in (store, episodes_path):
         if not path.exists():
             raise ConfigError(f"{path}: missing; build it first with `dvc repro episodes@omniglot`")
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
-    test_episodes = {s: read_episodes(episodes_path, "test", cfg.way, s) for s in TEST_SHOTS}
-    test = torch.from_numpy(load_split("omniglot", "test", store)).to(rt.device)
-    for eps in test_episodes.values():
-        check_episode_shape(test.shape[0], test.shape[1], eps.way, eps.shot, eps.query)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
+    cfg = TrainConfig(**{**vars(cfg), "precision": rt.precision, "channels_last": rt.channels_last})
+    split_data, settings = {}, {}
+    for split, shots in (("val", cfg.val_shots), ("test", TEST_SHOTS)):
+        split_data[split] = torch.from_numpy(load_split("omniglot", split, store)).to(rt.device)
+        for shot in shots:
+            eps = read_episodes(episodes_path, split, cfg.way, shot)
+            check_episode_shape(*split_data[split].shape[:2], eps.way, eps.shot, eps.query)
+            settings[(split, episode_key(cfg.way, shot))] = eps
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1).to(rt.device)
 
     snapshots = train_with_snapshots(cfg, rt, pool, [60 * m for m in args.minutes])
 
-    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last)
+    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=True)
     model = erl.prepare(build_model(cfg.model)).eval()
     points = []
     for snap in snapshots:
         model.load_state_dict(snap.pop("state"))
         with erl.autocast():
-            tokens = model.encode(test)
-        point = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in snap.items()}
-        for shot, eps in test_episodes.items():
+            tokens = {split: model.encode(data) for split, data in split_data.items()}
+        point = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in snap.items()} | {"val": {}, "test": {}}
+        for (split, key), eps in settings.items():
             accs = model_accuracies(
-                model, erl, tokens, eps, ecfg.samples, ecfg.em_iters, ecfg.episodes_per_call, ecfg.seed
+                model, erl, tokens[split], eps, ecfg.samples, ecfg.em_iters, ecfg.episodes_per_call, ecfg.seed
             )
-            point[episode_key(cfg.way, shot)] = summarize(accs)
+            point[split][key] = summarize(accs)
         points.append(point)
         print(
             f"{point['minutes']:7.2f} min  step {point['step']:6d}  "
-            + "  ".join(
-                f"{k} {point[k]['accuracy']:.2f} +- {point[k]['ci95']:.2f}" for k in ("5way_1shot", "5way_5shot")
-            ),
+            + "  ".join(f"{s} {k} {r['accuracy']:.2f}" for s in ("val", "test") for k, r in point[s].items()),
             flush=True,
         )
     record = {
         "machine": machine(rt.device),
-        "profile": args.profile,
+        "profile": args.profile or "quick",
+        "sets": args.sets,
         "model": args.model,
+        "store": {"path": str(store), "resize_filter": store_filter(store)},
         "train_config": vars(cfg),
-        "evaluation": {"episodes": len(test_episodes[1]), "samples": ecfg.samples, "em_iters": ecfg.em_iters},
+        "evaluation": {"samples": ecfg.samples, "em_iters": ecfg.em_iters, "precision": erl.precision},
         "points": points,
-        "official_cpu": OFFICIAL_CPU,
-        "pixel_1nn": PIXEL_1NN,
-        "paper": PAPER,
     }
     write_json(args.out.with_suffix(".json"), record)
-    plots.accuracy_vs_time(record, args.out.with_suffix(".png"))
+    plots.accuracy_vs_time([record], references(), args.out.with_suffix(".png"))
     print(f"written to {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+
+
+def references() -> dict:
+    """The official code's measured curves (``benchmarks/references.json``, with their source)
+    and the paper's Omniglot results (:mod:`metagmvae.paper`)."""
+    return read_json(REFERENCES) | {"paper": {k: acc for k, (acc, _) in PAPER_RESULTS["omniglot"].items()}}
+
+
+def store_filter(store: Path) -> str | None:
+    """The resize filter the Omniglot store was built with (its ``augment`` attributes)."""
+    from metagmvae.data import hdf5, omniglot
+
+    with hdf5.open_store(store, omniglot.FORMAT) as f:
+        value = f.attrs.get("resize_filter")
+    return None if value is None else str(value)
 
 
 if __name__ == "__main__":

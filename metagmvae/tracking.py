@@ -15,10 +15,13 @@ import os
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from metagmvae.config import flatten
 from metagmvae.io import project_root
+
+if TYPE_CHECKING:
+    from metagmvae.runtime import Runtime
 
 EXPERIMENT = "meta-gmvae"
 
@@ -110,9 +113,13 @@ def _store_lock(uri: str) -> contextlib.AbstractContextManager:
 
 
 @contextlib.contextmanager
-def start_run(stage: str, run_name: str, params: Mapping[str, Any] | None = None) -> Iterator[Run]:
+def start_run(
+    stage: str, run_name: str, params: Mapping[str, Any] | None = None, runtime: Runtime | None = None
+) -> Iterator[Run]:
     """Open an MLflow run tagged with ``stage``, the git commit and the DVC experiment (if any).
 
+    ``runtime``: the resolved runtime of the run, logged as params ``runtime.<key>`` and tags
+    ``runtime.<key>`` (device, precision and channels-last as resolved and as requested).
     On an exception the run is marked FAILED and the exception propagates.
     """
     mlflow = _load_mlflow()
@@ -131,8 +138,9 @@ def start_run(stage: str, run_name: str, params: Mapping[str, Any] | None = None
     tags = {"stage": stage, "git_commit": commit, "mlflow.source.git.commit": commit}
     if os.environ.get("DVC_EXP_NAME"):
         tags["dvc_experiment"] = os.environ["DVC_EXP_NAME"]
-    with mlflow.start_run(run_name=run_name, tags=tags):
+    resolved = {f"runtime.{k}": v for k, v in (runtime.describe() if runtime else {}).items()}
+    with mlflow.start_run(run_name=run_name, tags=tags | {k: str(v) for k, v in resolved.items()}):
         run = Run(mlflow)
-        if params:
-            run.log_params(params)
+        if params or resolved:
+            run.log_params({**(params or {}), **resolved})
         yield run

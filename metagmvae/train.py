@@ -43,7 +43,8 @@ class TrainConfig:
     way: int  # K mixture components, and the validation way
     batch: int  # B episodes per step
     points: int  # M points per training episode
-    samples: int  # S Monte-Carlo samples per point (training)
+    samples: int  # S Monte-Carlo samples per point (training: EM prior and KL)
+    samples_decoder: int  # S_rec <= S of each point's samples through the decoder (reconstruction)
     em_iters: int  # T_u
     fix_pi: bool
     lr: float
@@ -59,8 +60,8 @@ class TrainConfig:
     log_every: int
     seed: int
     device: str
-    precision: str
-    channels_last: bool
+    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
+    channels_last: bool | str  # auto | true | false
 
     def fingerprint(self) -> str:
         """Short hash of the whole configuration (names the resume folder)."""
@@ -84,19 +85,31 @@ def train_step(
     model: MetaGMVAE,
     optimizer: torch.optim.Optimizer,
     x: torch.Tensor,
+    *,
     way: int,
     samples: int,
+    samples_decoder: int,
     em_iters: int,
     fix_pi: bool,
     rt: Runtime,
     generator: torch.Generator,
     step: int,
 ) -> Losses:
-    """One optimisation step on unlabeled episodes ``x`` ``[B, M, *item]``: the loss under the
-    runtime's autocast, backward, Adam. Stops with :class:`metagmvae.loop.NonFiniteLossError`
-    (naming ``step`` and the term) before a NaN or Inf reaches the weights."""
+    """One optimisation step on unlabeled episodes ``x`` ``[B, M, *item]``: the loss
+    (:meth:`MetaGMVAE.loss` with ``way`` components, S = ``samples``, S_rec =
+    ``samples_decoder``, T_u = ``em_iters``) under the runtime's autocast, backward, Adam. Stops
+    with :class:`metagmvae.loop.NonFiniteLossError` (naming ``step`` and the term) before a NaN
+    or Inf reaches the weights."""
     with rt.autocast():
-        losses = model.loss(x, way, samples, em_iters, fix_pi, generator)
+        losses = model.loss(
+            x,
+            components=way,
+            samples=samples,
+            samples_decoder=samples_decoder,
+            em_iters=em_iters,
+            fix_pi=fix_pi,
+            generator=generator,
+        )
     check_finite(step, {"loss": losses.loss, "rec": losses.rec, "kl": losses.kl})
     optimizer.zero_grad(set_to_none=True)
     losses.loss.backward()
@@ -121,7 +134,9 @@ def validate(
 
     def predict(support, y_support, query, way):
         with rt.autocast():
-            return model.predict(support, y_support, query, way, cfg.val_samples, cfg.val_em_iters, gen)
+            return model.predict(
+                support, y_support, query, way=way, samples=cfg.val_samples, em_iters=cfg.val_em_iters, generator=gen
+            )
 
     out = {
         shot: summarize(episode_accuracies(predict, tokens, eps, cfg.episodes_per_call))["accuracy"]
@@ -162,7 +177,19 @@ def training_steps(
         tick = time.perf_counter()
         set_learning_rate(optimizer, learning_rate(step - 1, cfg.steps, 0, cfg.lr, cfg.lr_schedule))
         x = sample_training_batch(pool, cfg.batch, cfg.points, gen)
-        losses = train_step(model, optimizer, x, cfg.way, cfg.samples, cfg.em_iters, cfg.fix_pi, rt, gen, step)
+        losses = train_step(
+            model,
+            optimizer,
+            x,
+            way=cfg.way,
+            samples=cfg.samples,
+            samples_decoder=cfg.samples_decoder,
+            em_iters=cfg.em_iters,
+            fix_pi=cfg.fix_pi,
+            rt=rt,
+            generator=gen,
+            step=step,
+        )
         yield step, losses, time.perf_counter() - tick
 
 
@@ -177,18 +204,22 @@ def train(
     run: Run,
     on_finish: Callable[[MetaGMVAE, dict], None] | None = None,
     progress: bool = True,
-) -> dict[str, Any]:
+    budget_seconds: float | None = None,
+) -> dict[str, Any] | None:
     """Meta-train one model and write ``out_dir`` (``best_<s>shot.pt`` per validation shot,
     ``history.json``, ``summary.json``; byte-identical for identical runs on CPU).
 
-    Returns the summary plus the wall-clock ``train_seconds`` and ``seconds_per_step``.
+    Returns the summary plus the wall-clock ``train_seconds`` and ``seconds_per_step``; or
+    ``None`` when ``budget_seconds`` of wall time ran out first: the state is then saved in the
+    resume folder and the next call continues from it (see :func:`resume_dir`).
 
     pool: unlabeled training inputs ``[P, *item]`` on ``rt.device``.
     val_data: class-structured validation inputs ``[C, n, *item]`` on ``rt.device``.
     on_finish: called with the best model of the first validation shot and the history
         (as a dict) before the outputs are moved into place (figures).
     """
-    resume_dir = resume_root / f"{out_dir.name}-{cfg.fingerprint()}"
+    call_start = time.perf_counter()
+    resume_dir = resume_folder(cfg, out_dir, resume_root)
     resume_dir.mkdir(parents=True, exist_ok=True)
     state_path = resume_dir / "state.pt"
 
@@ -261,6 +292,11 @@ def train(
             save_state()
         elif step % cfg.checkpoint_every == 0:
             save_state()
+        if budget_seconds is not None and time.perf_counter() - call_start > budget_seconds and step < cfg.steps:
+            save_state()
+            bar.close()
+            print(f"{out_dir.name}: wall-clock budget of {budget_seconds:.0f} s spent at step {step}", flush=True)
+            return None
     bar.close()
 
     summary = {  # no wall-clock times: identical runs give identical bytes
@@ -279,6 +315,11 @@ def train(
             on_finish(best_model, asdict(history))
     shutil.rmtree(resume_dir)
     return summary | {"train_seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / cfg.steps, 4)}
+
+
+def resume_folder(cfg: TrainConfig, out_dir: Path, resume_root: Path) -> Path:
+    """Where :func:`train` keeps the state of ``cfg``'s run (and its best checkpoints so far)."""
+    return resume_root / f"{out_dir.name}-{cfg.fingerprint()}"
 
 
 def load_model(path: Path, rt: Runtime) -> tuple[MetaGMVAE, dict[str, Any]]:

@@ -8,7 +8,6 @@ differ between identical runs, so nothing downstream except the report depends o
 from __future__ import annotations
 
 import contextlib
-import platform
 import sys
 import time
 from collections.abc import Iterator
@@ -17,23 +16,9 @@ from pathlib import Path
 import torch
 
 from metagmvae.io import write_json
+from metagmvae.runtime import cpu_info, resolved_runtimes
 
 TIME_DIR = Path("metrics") / "time"
-
-
-def cpu_info() -> tuple[str, list[str]]:
-    """``(CPU model name, its avx*/amx*/fma* flags)`` from ``/proc/cpuinfo`` (Linux), else the
-    platform's processor name and no flags."""
-    model, flags = platform.processor() or platform.machine(), []
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-            if line.startswith("flags"):
-                flags = sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma")))
-                break
-    return model, flags
 
 
 def device_description() -> str:
@@ -60,10 +45,12 @@ def stage_name(script: str, argv: list[str]) -> str:
 
 @contextlib.contextmanager
 def stage_clock(script: str, folder: Path = TIME_DIR) -> Iterator[None]:
-    """Time the body and, if it succeeds, write ``{stage, seconds, device}`` to
-    ``folder/<stage>.json`` (seconds of wall time, rounded to 0.1)."""
+    """Time the body and, if it succeeds, write ``{stage, seconds, device, runtimes}`` to
+    ``folder/<stage>.json`` (seconds of wall time, rounded to 0.1; ``runtimes``: every runtime
+    the stage resolved, :func:`metagmvae.runtime.resolved_runtimes`)."""
     name = stage_name(script, sys.argv[1:])
     start = time.perf_counter()
     yield
     seconds = round(time.perf_counter() - start, 1)
-    write_json(folder / f"{name}.json", {"stage": name, "seconds": seconds, "device": device_description()})
+    record = {"stage": name, "seconds": seconds, "device": device_description(), "runtimes": resolved_runtimes()}
+    write_json(folder / f"{name}.json", record)

@@ -30,6 +30,7 @@ TINY_TRAINING = {  # overrides of a metatrain section: seconds, not minutes
     "batch": 1,
     "points": 12,
     "samples": 2,
+    "samples_decoder": 2,
     "steps": 6,
     "val_every": 3,
     "checkpoint_every": 2,

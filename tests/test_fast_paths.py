@@ -27,7 +27,19 @@ def one_step(rt: Runtime, x: torch.Tensor, state: dict):
     model.load_state_dict(state)
     model = rt.prepare(model).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keep the weights: compare gradients
-    losses = train_step(model, optimizer, x, 5, 4, 10, False, rt, torch.Generator().manual_seed(1), 1)
+    losses = train_step(
+        model,
+        optimizer,
+        x,
+        way=5,
+        samples=4,
+        samples_decoder=4,
+        em_iters=10,
+        fix_pi=False,
+        rt=rt,
+        generator=torch.Generator().manual_seed(1),
+        step=1,
+    )
     grads = torch.cat([p.grad.flatten().float() for p in model.parameters()])
     return {k: getattr(losses, k).item() for k in ("loss", "rec", "kl")}, grads
 
@@ -58,14 +70,15 @@ def test_batched_evaluation_gives_the_same_predictions_as_one_episode_at_a_time(
     eps = sample_episodes(np.random.default_rng(0), 8, 12, 20, 5, 1, 5)
     support, y_support, query, _ = gather(tokens, eps)
     noise = torch.randn(8, support.shape[1] + query.shape[1], 16, 64, generator=torch.Generator().manual_seed(4))
-    batched = model.predict(support, y_support, query, 5, 16, 10, noise=noise)
+    setting = {"way": 5, "samples": 16, "em_iters": 10}
+    batched = model.predict(support, y_support, query, **setting, noise=noise)
     single = torch.cat(
         [
-            model.predict(support[e : e + 1], y_support[e : e + 1], query[e : e + 1], 5, 16, 10, noise=noise[e : e + 1])
+            model.predict(support[e : e + 1], y_support[e : e + 1], query[e : e + 1], **setting, noise=noise[e : e + 1])
             for e in range(8)
         ]
     )
     assert torch.equal(batched, single)
     # and the test has teeth: other noise changes some predictions of this untrained model
-    other = model.predict(support, y_support, query, 5, 16, 10, noise=torch.randn_like(noise))
+    other = model.predict(support, y_support, query, **setting, noise=torch.randn_like(noise))
     assert not torch.equal(other, batched)

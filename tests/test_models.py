@@ -110,7 +110,9 @@ def test_cached_tokens_equal_per_episode_encoding_in_eval_mode():
     torch.manual_seed(0)
     model = build_model(PIXELS)
     model.train()
-    model.loss(torch.rand(1, 30, 1, 28, 28), 5, 2, 2)  # move the BatchNorm running statistics
+    model.loss(
+        torch.rand(1, 30, 1, 28, 28), components=5, samples=2, em_iters=2
+    )  # move the BatchNorm running statistics
     model.eval()
     data = torch.rand(8, 20, 1, 28, 28)
     eps = ep.sample_episodes(ep.episode_rng(0, "test", 5, 1), 3, 8, 20, 5, 1, 15)

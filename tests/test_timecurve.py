@@ -4,14 +4,17 @@ and a figure."""
 import copy
 import json
 
+import pytest
 import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
 from metagmvae import checkpoint, timecurve, train
+from metagmvae.config import ConfigError
 from metagmvae.data.stores import load_split
 from metagmvae.pipeline import episodes
 from metagmvae.pipeline.metatrain import train_config
+from metagmvae.profile import apply_sets
 from metagmvae.runtime import make_runtime
 from metagmvae.tracking import Run
 
@@ -33,7 +36,7 @@ def test_final_snapshot_is_the_metatrain_stage_model(store, tmp_path):
     params["metatrain"]["omniglot_5way"].update(val_every=TINY_TRAINING["steps"], val_shots=[1])  # once, at the end
     sets = episodes.run("omniglot", params, store, tmp_path / "episodes.h5")
     cfg = train_config(params, "omniglot_5way")
-    rt = make_runtime("cpu", "fp32", True)
+    rt = make_runtime("cpu", "fp32", True, convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
     train.train(cfg, rt, pool, val, {1: sets[("val", 5, 1)]}, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
@@ -54,12 +57,20 @@ def test_command_writes_a_record_and_a_figure(store, tmp_path):
     timecurve.main(
         ["--profile", "", "--params", str(params_path), "--store", str(store)]
         + ["--episodes", str(tmp_path / "episodes.h5"), "--minutes", "0", "--out", str(out)]
+        + ["--set", "metatrain.omniglot_5way.samples_decoder=1", "--set", "metatrain.omniglot_5way.lr=0.002"]
     )
     record = json.loads(out.with_suffix(".json").read_text())
     assert [p["step"] for p in record["points"]] == [1, TINY_TRAINING["steps"]]
     for point in record["points"]:
+        assert set(point["val"]) == {"5way_1shot"} and point["val"]["5way_1shot"]["episodes"] == 4
         for key in ("5way_1shot", "5way_5shot"):
-            assert point[key]["episodes"] == 6 and 0 <= point[key]["accuracy"] <= 100
-    assert record["train_config"]["lr_schedule"] == "cosine" and record["machine"]["device"] == "cpu"
-    assert record["official_cpu"] == {"minutes": 18.0, "5way_1shot": 33.6}
+            assert point["test"][key]["episodes"] == 6 and 0 <= point["test"][key]["accuracy"] <= 100
+    cfg = record["train_config"]
+    assert (cfg["lr_schedule"], cfg["samples_decoder"], cfg["lr"]) == ("cosine", 1, 0.002)
+    assert record["machine"]["device"] == "cpu" and record["store"]["resize_filter"] == "lanczos"
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_an_override_of_a_key_that_does_not_exist_is_refused():
+    with pytest.raises(ConfigError, match="unknown key 'metatrain.omniglot_5way.sampels'"):
+        apply_sets(PARAMS, ["metatrain.omniglot_5way.sampels=1"])

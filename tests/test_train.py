@@ -28,7 +28,7 @@ def setup(store, tmp_path_factory):
     sets = episodes.run("omniglot", params, store, path)
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING)
     cfg = train_config(params, "omniglot_5way")
-    rt = make_runtime("cpu", "fp32", True)
+    rt = make_runtime("cpu", "fp32", True, convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
     val_eps = {shot: sets[("val", 5, shot)] for shot in (1, 5)}

@@ -26,11 +26,12 @@ class StoreSpec:
     format: str
     items: str  # the per-split dataset holding [classes, instances, ...]
     loader: Callable[[Path, str], np.ndarray]
+    images: bool  # items are images (models on them are convolutional), not feature vectors
 
 
 STORES = {
-    "omniglot": StoreSpec(omniglot.FORMAT, "images", omniglot.load_split),
-    "mini_imagenet": StoreSpec(features.FORMAT, "features", _load_features),
+    "omniglot": StoreSpec(omniglot.FORMAT, "images", omniglot.load_split, images=True),
+    "mini_imagenet": StoreSpec(features.FORMAT, "features", _load_features, images=False),
 }
 
 

@@ -95,28 +95,41 @@ class MetaGMVAE(nn.Module):
     def loss(
         self,
         x: torch.Tensor,
+        *,
         components: int,
         samples: int,
         em_iters: int,
+        samples_decoder: int | None = None,
         fix_pi: bool = False,
         generator: torch.Generator | None = None,
+        noise: torch.Tensor | None = None,
     ) -> Losses:
         """Negative ELBO of one meta-training batch (spec section 3).
 
-        x: ``[B, M, *input_shape]`` unlabeled episodes. The EM prior is a constant (no gradient
-        through EM); the KL is the Monte-Carlo estimate ``log q(z) - log p(z)`` at the samples.
+        x: ``[B, M, *input_shape]`` unlabeled episodes. Each point gets ``samples`` (S)
+        reparameterised draws; the EM prior is fitted to all B x M x S of them and is a constant
+        (no gradient through EM); the KL is the Monte-Carlo estimate ``log q(z) - log p(z)``
+        averaged over all of them. The reconstruction term is averaged over the first
+        ``samples_decoder`` (S_rec <= S, default S) draws of every point only: the draws are
+        i.i.d., so this is an unbiased estimate of the same expectation at S_rec / S of the
+        decoder's cost, and with S_rec = S it is exactly the official loss.
+        noise: optional standard-normal draws ``[B, M, S, D]`` used instead of ``generator``.
         """
         b, m = x.shape[:2]
+        s_rec = samples if samples_decoder is None else samples_decoder
+        if not 0 < s_rec <= samples:
+            raise ValueError(f"samples_decoder = {s_rec}: must be in [1, samples = {samples}]")
         mean, logvar = self.posterior(x)
-        z, eps = self.sample(mean, logvar, samples, generator)
+        z, eps = self.sample(mean, logvar, samples, generator, noise)
         flat = z.view(b, m * samples, -1)
         pi, mu = em.unsupervised_em(flat, components, em_iters, generator, fix_pi)
         # log q at its own sample: (z - mean)^2 / var == eps^2 exactly.
         log_q = -0.5 * (em.LOG_2PI + logvar.unsqueeze(2) + eps.pow(2)).sum(-1)  # [B, M, S]
         log_p = em.gmm_log_density(flat, pi, mu).view(b, m, samples)
         kl = (log_q - log_p).mean()
-        out = self.decoder(z.reshape(b * m * samples, -1))
-        target = x.unsqueeze(2).expand(b, m, samples, *x.shape[2:]).reshape(b * m * samples, *x.shape[2:])
+        decoded = z if s_rec == samples else z[:, :, :s_rec]
+        out = self.decoder(decoded.reshape(b * m * s_rec, -1))
+        target = x.unsqueeze(2).expand(b, m, s_rec, *x.shape[2:]).reshape(b * m * s_rec, *x.shape[2:])
         rec = self.decoder.nll(out.float(), target).mean()
         return Losses(loss=rec + kl, rec=rec, kl=kl)
 
@@ -132,17 +145,25 @@ class MetaGMVAE(nn.Module):
 
     @torch.no_grad()
     def predict(
+        self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, **kwargs
+    ) -> torch.Tensor:
+        """``[E, W*Q]`` predicted labels: the argmax of :meth:`predict_proba` (same arguments)."""
+        return self.predict_proba(support, support_labels, query, **kwargs).argmax(-1)
+
+    @torch.no_grad()
+    def predict_proba(
         self,
         support: torch.Tensor,
         support_labels: torch.Tensor,
         query: torch.Tensor,
+        *,
         way: int,
         samples: int,
         em_iters: int,
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Transductive few-shot prediction with the semi-supervised EM (spec section 4).
+        """Transductive few-shot class posteriors with the semi-supervised EM (spec section 4).
 
         Args:
             support: ``[E, W*s, d]`` encoder tokens of the support images (see :meth:`encode`);
@@ -153,8 +174,8 @@ class MetaGMVAE(nn.Module):
                 drawing from ``generator`` (episodes then do not depend on their batch).
 
         Returns:
-            ``[E, W*Q]`` predicted labels: posteriors averaged over each query's S samples
-            (in probability space), then argmax.
+            ``[E, W*Q, W]`` class posteriors of every query, averaged over its S samples in
+            probability space (the official prediction is their argmax).
         """
         n_sup, n_query = support.shape[1], query.shape[1]
         mean, logvar = self.posterior_from_tokens(torch.cat([support, query], 1))
@@ -164,7 +185,7 @@ class MetaGMVAE(nn.Module):
         y_sup = support_labels.repeat_interleave(samples, dim=1)
         z_query = z[:, n_sup:].reshape(e, n_query * samples, d)
         probs = em.semi_supervised_em(z_sup, y_sup, z_query, way, em_iters)
-        return probs.view(e, n_query, samples, way).mean(2).argmax(-1)
+        return probs.view(e, n_query, samples, way).mean(2)
 
 
 def parameter_count(model: nn.Module) -> int:

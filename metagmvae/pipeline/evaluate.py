@@ -12,7 +12,7 @@ from metagmvae import plots
 from metagmvae.baselines import BASELINES
 from metagmvae.config import Checker, ConfigError, non_negative, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
-from metagmvae.data.stores import load_split
+from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
 from metagmvae.io import write_csv, write_json
 from metagmvae.paper import PAPER_RESULTS
@@ -38,8 +38,8 @@ class EvalConfig:
     episodes_per_call: int
     seed: int
     device: str
-    precision: str
-    channels_last: bool
+    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
+    channels_last: bool | str  # auto | true | false
 
 
 def eval_config(params: dict, dataset: str) -> EvalConfig:
@@ -73,14 +73,14 @@ def run(
     accuracies in percent.
     """
     cfg = eval_config(params, dataset)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=STORES[dataset].images)
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}
     train = functools.cache(lambda: torch.from_numpy(load_split(dataset, "train", store)))
     baselines = {name: BASELINES[name](train) for name in cfg.baselines}
-    run_params = {"dataset": dataset, **asdict(cfg), "device_resolved": str(rt.device)}
+    run_params = {"dataset": dataset, **asdict(cfg)}
     embedding_source = None
-    with start_run("evaluate", f"evaluate-{dataset}", run_params) as tracker:
+    with start_run("evaluate", f"evaluate-{dataset}", run_params, runtime=rt) as tracker:
         for name, shots in cfg.models.items():
             encoded = {}  # checkpoint -> (model, its config, test tokens): Mini-ImageNet tests one at every shot
             for shot in shots:

@@ -23,9 +23,7 @@ def encode_images(encoder: torch.nn.Module, images: torch.Tensor, rt: Runtime, b
     """Features ``[N, 256]`` float32 of uint8 images ``[N, 3, 84, 84]``, in order, no augmentation."""
     out = []
     for start in progress_bar(range(0, images.shape[0], batch), desc=desc, unit="batch", leave=False):
-        x = simclr.plain(images[start : start + batch].to(rt.device))
-        if rt.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x = rt.images(simclr.plain(images[start : start + batch].to(rt.device)))
         with rt.autocast():
             out.append(encoder(x).float().cpu())
     return torch.cat(out).numpy()
@@ -38,8 +36,8 @@ class ExtractConfig:
     per_class: dict[str, int]  # split -> images per class encoded (the first ones)
     batch: int
     device: str
-    precision: str
-    channels_last: bool
+    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
+    channels_last: bool | str  # auto | true | false
 
 
 def extract_config(params: dict, dataset: str) -> ExtractConfig:
@@ -61,7 +59,7 @@ def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_p
     encoder of ``encoder_path`` and write the feature store ``out_path``. Returns the shapes."""
     where = f"extract.{dataset}"
     cfg = extract_config(params, dataset)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
     counts, batch = cfg.per_class, cfg.batch
 
     encoder, _ = simclr.load_encoder(encoder_path, rt)

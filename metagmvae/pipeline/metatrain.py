@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,6 +32,7 @@ def train_config(params: dict, name: str) -> TrainConfig:
         batch=check.get("batch", int, positive),
         points=check.get("points", int, positive),
         samples=check.get("samples", int, positive),
+        samples_decoder=check.get("samples_decoder", int, positive),
         em_iters=check.get("em_iters", int, positive),
         fix_pi=check.get("fix_pi", bool),
         lr=check.get("lr", float, positive),
@@ -48,6 +50,11 @@ def train_config(params: dict, name: str) -> TrainConfig:
         **runtime_params(check),
     )
     check.done()
+    if cfg.samples_decoder > cfg.samples:
+        raise ConfigError(
+            f"{where}.samples_decoder = {cfg.samples_decoder}: must be <= samples = {cfg.samples} "
+            "(the decoder sees a subset of each point's samples)"
+        )
     if cfg.way > cfg.points * cfg.samples:
         raise ConfigError(
             f"{where}: way = {cfg.way} components need at least as many points, but "
@@ -72,7 +79,9 @@ def run(
     per point; ``<name>-val.csv``: step, validation accuracy % per shot), and the best validation
     accuracies and wall-clock training time in ``metrics_path`` (a DVC metric)."""
     cfg = train_config(params, name)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=STORES[cfg.dataset].images)
+    # checkpoints and the resume fingerprint record how the model was trained, not "auto"
+    cfg = replace(cfg, precision=rt.precision, channels_last=rt.channels_last)
     pool = torch.from_numpy(load_split(cfg.dataset, "train", store)).flatten(0, 1).to(rt.device)
     val = torch.from_numpy(load_split(cfg.dataset, "val", store)).to(rt.device)
     val_episodes = {}
@@ -111,7 +120,8 @@ def run(
     with start_run(
         "metatrain",
         name,
-        {"model_name": name, **vars(cfg), "fingerprint": cfg.fingerprint(), "device_resolved": str(rt.device)},
+        {"model_name": name, **vars(cfg), "fingerprint": cfg.fingerprint()},
+        runtime=rt,
     ) as run:
         summary = train(cfg, rt, pool, val, val_episodes, out_dir, resume_root, run, on_finish=figures_and_curves)
         run.log_metrics(

@@ -46,7 +46,8 @@ def run(dataset: str, params: dict, images_path: Path, out_dir: Path, metrics_pa
     wall-clock time to ``metrics_path``. Under ``torchrun`` every
     process runs this; only rank 0 writes and logs."""
     cfg = pretrain_config(params, dataset)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
+    cfg = replace(cfg, precision=rt.precision, channels_last=rt.channels_last)  # as trained, not "auto"
     ctx = init_from_env(rt.device.type)
     if rt.device.type == "cuda":
         rt = replace(rt, device=torch.device("cuda", ctx.local_rank))
@@ -55,7 +56,12 @@ def run(dataset: str, params: dict, images_path: Path, out_dir: Path, metrics_pa
     if ctx.main:
         print(f"pretrain: {images.shape[0]} images, {ctx.world} process(es) on {rt.device}")
     tracked = (
-        start_run("pretrain", f"simclr-{dataset}", {**asdict(cfg), "world": ctx.world, "images": images.shape[0]})
+        start_run(
+            "pretrain",
+            f"simclr-{dataset}",
+            {**asdict(cfg), "world": ctx.world, "images": images.shape[0]},
+            runtime=rt,
+        )
         if ctx.main
         else contextlib.nullcontext(Run(None))
     )

@@ -68,7 +68,7 @@ def run(
     episodes}}}`` (percent) and ``plots_dir/accuracy.png`` (LASIUM also ``tasks.png``)."""
     spec = related_config(params, name)
     module, cfg, dataset, method = method_module(spec["method"]), spec["cfg"], spec["dataset"], spec["method"]
-    rt = make_runtime(spec["device"], spec["precision"], spec["channels_last"])
+    rt = make_runtime(spec["device"], spec["precision"], spec["channels_last"], convolutional=STORES[dataset].images)
     val_eps = read_episodes(episodes_path, "val", spec["val_way"], spec["val_shot"])
     tests = {
         episode_key(way, shot): read_episodes(episodes_path, "test", way, shot)
@@ -79,7 +79,7 @@ def run(
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     model_path = out_dir / "model.pt"
     logged = {"model_name": name, **{k: v for k, v in spec.items() if k != "cfg"}, **asdict(cfg)}
-    with start_run("related", name, logged) as tracker:
+    with start_run("related", name, logged, runtime=rt) as tracker:
         summary = module.train(cfg, rt, data, val_eps, model_path, tracker)
         predict = module.predictor(model_path, rt)
         results: dict[str, dict] = {method: {}}

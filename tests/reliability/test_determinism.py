@@ -27,7 +27,7 @@ def omniglot_chain(params: dict, tiny_sources, out) -> None:
     store = out / "omniglot.h5"
     sets = episodes.run("omniglot", params, store, out / "episodes.h5")
     cfg = train_config(params, "omniglot_5way")
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last)
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
     val_eps = {shot: sets[("val", 5, shot)] for shot in cfg.val_shots}

@@ -32,7 +32,7 @@ def setup(store, tmp_path_factory):
     cfg = train_config(params, "omniglot_5way")
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
-    return cfg, make_runtime("cpu", "fp32", False), pool, val, {1: sets[("val", 5, 1)]}
+    return cfg, make_runtime("cpu", "fp32", False, convolutional=True), pool, val, {1: sets[("val", 5, 1)]}
 
 
 def poison_step(monkeypatch, step: int, where: str) -> None:
