@@ -1,8 +1,10 @@
 """Few-shot baselines scored on the same episodes as Meta-GMVAE.
 
-Each baseline is a factory ``(load_train) -> Predictor`` (see :data:`metagmvae.evaluate.Predictor`);
-``load_train()`` returns the training split ``[C, n, *item]``, and only a baseline that needs its
-statistics (the standardisation of the logistic regression) calls it, once.
+Each baseline is a factory ``(load_statistics) -> Predictor`` (see
+:data:`metagmvae.evaluate.Predictor`); ``load_statistics()`` returns the training split's
+per-feature ``(mean, std)`` (:func:`metagmvae.data.stores.split_statistics`, stored in the
+feature store), and only a baseline that needs them (the logistic regression's
+standardisation) calls it, once.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from torch.nn import functional as F
 from metagmvae.evaluate import Predictor
 
 
-def nearest_neighbour(load_train: Callable[[], torch.Tensor] | None = None) -> Predictor:
+def nearest_neighbour(load_statistics: Callable[[], tuple] | None = None) -> Predictor:
     """1-nearest-neighbour (Euclidean) on the raw inputs: the sanity baseline on pixels."""
 
     def predict(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
@@ -59,11 +61,11 @@ def fit_logistic_regression(
     return params[..., :f], params[..., f]
 
 
-def logistic_regression(load_train: Callable[[], torch.Tensor], c: float = 1.0) -> Predictor:
+def logistic_regression(load_statistics: Callable[[], tuple], c: float = 1.0) -> Predictor:
     """The paper's "LR(SimCLR)": features standardised with the training split's per-feature
-    mean and standard deviation, a logistic regression fitted on each episode's support set."""
-    flat = load_train().flatten(0, 1).flatten(1).double()
-    mean, std = flat.mean(0), flat.std(0, unbiased=False)
+    mean and (population) standard deviation, a logistic regression fitted on each episode's
+    support set."""
+    mean, std = (torch.as_tensor(a, dtype=torch.float64) for a in load_statistics())
     std = torch.where(std > 0, std, torch.ones_like(std))  # constant features stay constant
 
     def predict(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:

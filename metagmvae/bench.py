@@ -127,10 +127,11 @@ def bench_simclr(rt, warmup: int, steps: int) -> list[float]:
 
     cfg = pretrain_config(paper_params(), "mini_imagenet")
     torch.manual_seed(0)
-    model = rt.prepare(simclr.SimCLR(hidden=cfg.hidden)).train()
+    model = rt.prepare(simclr.SimCLR(cfg.hidden, blocks=cfg.blocks, image_size=cfg.image_size)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     gen = rt.generator(0)
-    images = torch.randint(0, 256, (cfg.batch, 3, 84, 84), dtype=torch.uint8, device=rt.device, generator=gen)
+    size = (cfg.batch, 3, cfg.image_size, cfg.image_size)
+    images = torch.randint(0, 256, size, dtype=torch.uint8, device=rt.device, generator=gen)
 
     def step():
         views = [rt.images(simclr.augment(images, gen)) for _ in range(2)]
@@ -148,13 +149,17 @@ def bench_extract(rt, warmup: int, steps: int) -> list[float]:
     """Seconds to encode ``EXTRACT_IMAGES`` images with the SimCLR encoder (the extract stage)."""
     from metagmvae import simclr
     from metagmvae.pipeline.extract import encode_images, extract_config
+    from metagmvae.pipeline.pretrain import pretrain_config
 
-    cfg = extract_config(paper_params(), "mini_imagenet")
+    params = paper_params()
+    cfg, simclr_cfg = extract_config(params, "mini_imagenet"), pretrain_config(params, "mini_imagenet")
     torch.manual_seed(0)
-    encoder = rt.prepare(simclr.SimCLR().encoder).eval()
+    model = simclr.SimCLR(simclr_cfg.hidden, blocks=simclr_cfg.blocks, image_size=simclr_cfg.image_size)
+    encoder = rt.prepare(model.encoder).eval()
     gen = torch.Generator().manual_seed(0)
     images = torch.randint(0, 256, (EXTRACT_IMAGES, 3, 84, 84), dtype=torch.uint8, generator=gen)
-    return _timed(lambda: encode_images(encoder, images, rt, cfg.batch, None), rt.device, warmup, steps)
+    setting = {"batch": cfg.batch, "image_size": simclr_cfg.image_size, "desc": None}
+    return _timed(lambda: encode_images(encoder, images, rt, **setting), rt.device, warmup, steps)
 
 
 def bench_eval(name: str, rt) -> list[float]:

@@ -14,6 +14,7 @@ import hashlib
 import json
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,11 @@ class PretrainConfig:
     warmup_epochs: int
     weight_decay: float
     temperature: float
-    hidden: int  # Conv5 width
+    hidden: int  # encoder width (channels per block)
+    blocks: int  # conv blocks (5 at 84 px, 4 at 42 px: 256-d features either way)
+    image_size: int  # side the 84 x 84 images are resized to for pre-training and extraction
+    crop_scale: tuple[float, float]  # random-resized-crop area fraction (0.08, 1.0) in the paper
+    lr_schedule: str  # after the warm-up: cosine (one half-cosine to 0) | constant
     seed: int
     checkpoint_every: int  # resume state every this many steps (and at every epoch's end)
     device: str
@@ -78,10 +83,15 @@ def pretrain(
     run: Run,
     ctx: Context = SINGLE_PROCESS,
     progress: bool = True,
+    on_step: Callable[[int, float, torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
-    """Train SimCLR on ``images`` (uint8 ``[N, 3, 84, 84]`` on ``rt.device``); the main process
+    """Train SimCLR on ``images`` (uint8 ``[N, 3, S, S]`` on ``rt.device``, S = ``cfg.image_size``); the main process
     writes ``out_dir`` (``simclr.pt``: encoder and projector weights with the configuration;
-    ``history.json``). Returns a summary with the wall-clock training time."""
+    ``history.json``). Returns a summary with the wall-clock training time.
+
+    on_step: called after every step with ``(steps done, training seconds so far, the model)``
+    (``metagmvae.simclr_budget`` copies the weights at fixed training minutes).
+    """
     if cfg.batch % ctx.world:
         raise ValueError(f"pretrain batch {cfg.batch} is not divisible by the {ctx.world} processes")
     steps_per_epoch = images.shape[0] // cfg.batch
@@ -91,7 +101,7 @@ def pretrain(
     local = cfg.batch // ctx.world
 
     torch.manual_seed(cfg.seed)
-    model = rt.prepare(simclr.SimCLR(cfg.hidden))
+    model = rt.prepare(simclr.SimCLR(cfg.hidden, blocks=cfg.blocks, image_size=cfg.image_size))
     if ctx.world > 1:
         model = convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -152,10 +162,10 @@ def pretrain(
         order = torch.randperm(images.shape[0], generator=order_gen, device=rt.device)
         for i in range(first, steps_per_epoch):
             tick = time.perf_counter()
-            lr = learning_rate(step, total_steps, warmup, cfg.lr)
+            lr = learning_rate(step, total_steps, warmup, cfg.lr, cfg.lr_schedule)
             set_learning_rate(optimizer, lr)
             batch = images[order[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
-            view1, view2 = simclr.augment(batch, view_gen), simclr.augment(batch, view_gen)
+            view1, view2 = (simclr.augment(batch, view_gen, scale=cfg.crop_scale) for _ in range(2))
             view1, view2 = rt.images(view1), rt.images(view2)
             with rt.autocast():
                 p1, p2 = net(view1, view2)
@@ -168,6 +178,8 @@ def pretrain(
             loss_sum += float(all_reduce_sum(loss.detach()))
             step += 1
             elapsed += time.perf_counter() - tick
+            if on_step is not None:
+                on_step(step, elapsed, model)
             bar.update(1)
             bar.set_postfix(loss=f"{loss_sum / (i + 1):.3f}", lr=f"{lr:.2e}", refresh=False)
             if i + 1 < steps_per_epoch and step % cfg.checkpoint_every == 0:

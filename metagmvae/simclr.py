@@ -23,15 +23,39 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
-class SimCLR(nn.Module):
-    """Conv5 encoder (five 64-channel blocks, floor-mode pooling: 84 -> 2, 256-d output) and the
-    projection head Linear(256, 256) -> ReLU -> Linear(256, 128), L2-normalised."""
+def feature_size(*, image_size: int, blocks: int, hidden: int) -> int:
+    """Width of the encoder's flattened output: ``hidden`` channels times the side left after
+    ``blocks`` floor-mode 2x2 poolings, squared (84 px, 5 blocks: 2 x 2 x 64 = 256; 42 px,
+    4 blocks: the same 256). 0 when the image does not survive the poolings."""
+    side = image_size
+    for _ in range(blocks):
+        side //= 2
+    return hidden * side * side
 
-    def __init__(self, hidden: int = 64, projection: int = 128):
+
+def resize(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 images ``[N, 3, H, W]`` resized to ``size`` x ``size`` (antialiased bilinear,
+    rounded back to uint8); unchanged when already that size. Pre-training at a lower
+    resolution than the stored 84 x 84 cuts the convolution cost by the square of the ratio."""
+    if images.shape[-1] == size and images.shape[-2] == size:
+        return images
+    x = F.interpolate(images.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+    return x.round().clamp(0, 255).to(torch.uint8)
+
+
+class SimCLR(nn.Module):
+    """Conv encoder (``blocks`` blocks of ``hidden`` channels, floor-mode pooling; Conv5 on
+    84 x 84 images gives 256-d features) and the projection head Linear(d, d) -> ReLU ->
+    Linear(d, 128), L2-normalised."""
+
+    def __init__(self, hidden: int = 64, *, blocks: int = 5, image_size: int = 84, projection: int = 128):
         super().__init__()
-        self.encoder = ConvEncoder(in_channels=3, hidden=hidden, blocks=5, ceil_mode=False)
-        dim = hidden * 4
+        dim = feature_size(image_size=image_size, blocks=blocks, hidden=hidden)
+        if dim == 0:
+            raise ValueError(f"{image_size} x {image_size} images do not survive {blocks} 2x2 poolings")
+        self.encoder = ConvEncoder(in_channels=3, hidden=hidden, blocks=blocks, ceil_mode=False)
         self.projector = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(inplace=True), nn.Linear(dim, projection))
+        self.image_size = image_size
 
     def forward(self, view1: torch.Tensor, view2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Projections of both views, ``[N, 128]`` each. The views go through the encoder in two
@@ -162,13 +186,14 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
     return (x - mean) / std
 
 
-def augment(images: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
-    """One random view of every image (spec 1.3): random-resized crop (scale 0.08-1, aspect
+def augment(images: torch.Tensor, gen: torch.Generator, scale: tuple[float, float] = (0.08, 1.0)) -> torch.Tensor:
+    """One random view of every image (spec 1.3): random-resized crop (area ``scale``, 0.08-1 in the paper; aspect
     3/4-4/3, bilinear), horizontal flip (p 0.5), colour jitter (0.8, 0.8, 0.8, 0.2; p 0.8),
-    grayscale (p 0.2), ImageNet normalisation. images: uint8 ``[N, 3, 84, 84]``."""
+    grayscale (p 0.2), ImageNet normalisation. images: uint8 ``[N, 3, S, S]`` (S = 84 in the
+    paper; the view keeps the input's size)."""
     x = images.float() / 255.0
     n, size = x.shape[0], x.shape[-1]
-    boxes = crop_boxes(n, size, gen, x.device)
+    boxes = crop_boxes(n, size, gen, x.device, scale=scale)
     flip = torch.rand(n, generator=gen, device=x.device) < 0.5
     x = color_jitter(resized_crop(x, boxes, flip).clamp(0, 1), gen)
     gray = torch.rand(n, generator=gen, device=x.device) < 0.2
@@ -182,8 +207,10 @@ def plain(images: torch.Tensor) -> torch.Tensor:
 
 
 def load_encoder(path: Path, rt: Runtime) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The Conv5 encoder of a ``simclr.pt`` checkpoint, in eval mode, and its configuration."""
+    """The encoder of a ``simclr.pt`` checkpoint, in eval mode, and its configuration (whose
+    ``image_size`` its inputs must be resized to, see :func:`resize`)."""
     state = checkpoint.load(path, rt.device)
-    model = SimCLR(state["config"]["hidden"])
+    cfg = state["config"]
+    model = SimCLR(cfg["hidden"], blocks=cfg["blocks"], image_size=cfg["image_size"])
     model.load_state_dict(state["model"])
     return rt.prepare(model.encoder).eval(), state["config"]

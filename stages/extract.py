@@ -2,7 +2,8 @@
 
 Usage: python stages/extract.py mini_imagenet
 Output: data/<dataset>/<dataset>.h5 (float32 [classes, images, 256] per split, labels, class
-and file names, the encoder checkpoint's SHA-256), the feature store the meta-learners read.
+and file names, per-split feature statistics, the encoder checkpoint's SHA-256 and training
+budget), the feature store the meta-learners read, and metrics/features.json (a summary).
 """
 
 import argparse
@@ -25,6 +26,7 @@ def main() -> None:
         images_path=Path("data") / args.dataset / "raw" / "images.h5",
         encoder_path=Path("models") / args.dataset / "simclr" / "simclr.pt",
         out_path=store_path(args.dataset),
+        metrics_path=Path("metrics") / "features.json",
     )
 
 

@@ -258,7 +258,12 @@ def mini_store(tiny_mini_packed, tmp_path_factory) -> Path:
         "mini_imagenet", params, out / "raw" / "images.h5", out / "simclr", out / "simclr.json", out / "resume"
     )
     extract.run(
-        "mini_imagenet", params, out / "raw" / "images.h5", out / "simclr" / "simclr.pt", out / "mini_imagenet.h5"
+        "mini_imagenet",
+        params,
+        out / "raw" / "images.h5",
+        out / "simclr" / "simclr.pt",
+        out / "mini_imagenet.h5",
+        out / "features.json",
     )
     return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
@@ -34,19 +35,25 @@ def test_logistic_regression_standardises_with_training_statistics():
     gen = torch.Generator().manual_seed(1)
     centres = torch.randn(5, 8, generator=gen) * 3
     train = centres[:, None] + torch.randn(5, 20, 8, generator=gen)
-    # a huge, uninformative offset and scale on one feature: standardisation removes it
+    # informative features at a tiny scale and a huge uninformative offset: under the L2
+    # penalty (C = 1) the raw features cannot be used; standardised, they separate the classes
+    scale = torch.full((8,), 1e-3)
     shift = torch.zeros(8)
     shift[0] = 1e4
-    train = train * torch.cat([torch.tensor([1e3]), torch.ones(7)]) + shift
+    train = train * scale + shift
     support = train[:, :1].reshape(1, 5, 8)
     query = train[:, 1:].reshape(1, 95, 8)
     ys = torch.arange(5).view(1, 5)
     yq = torch.arange(5).repeat_interleave(19).view(1, 95)
-    pred = logistic_regression(lambda: train)(support, ys, query, 5)
+    flat = train.flatten(0, 1).double()
+    stats = (flat.mean(0).numpy(), flat.std(0, unbiased=False).numpy())
+    pred = logistic_regression(lambda: stats)(support, ys, query, 5)
     assert (pred == yq).double().mean() > 0.7
+    raw = logistic_regression(lambda: (np.zeros(8), np.ones(8)))(support, ys, query, 5)
+    assert (raw == yq).double().mean() < 0.4  # without the statistics: near chance (0.2)
     loaded = []
-    logistic_regression(lambda: loaded.append(1) or train)
-    assert loaded == [1]  # the training split is read once, when the baseline is built
+    logistic_regression(lambda: loaded.append(1) or stats)
+    assert loaded == [1]  # the statistics are read once, when the baseline is built
 
 
 def test_nearest_neighbour_picks_the_closest_support_point():

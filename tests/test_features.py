@@ -14,6 +14,7 @@ from conftest import REPO, TINY_MINI_CLASSES, TINY_MINI_PER_CLASS, tiny_mini_par
 
 from metagmvae import pretrain as pretrain_loop
 from metagmvae.checkpoint import load
+from metagmvae.config import ConfigError
 from metagmvae.data import episodes as episode_lib
 from metagmvae.data import stores
 from metagmvae.data.features import FeatureStore
@@ -47,12 +48,26 @@ def test_feature_file_layout_matches_the_split_csvs(mini_store, tiny_mini_rows_c
 def test_extraction_is_deterministic_and_uses_eval_mode(mini_store, tiny_mini_packed, tmp_path):
     params = tiny_params(tiny_mini_packed)
     again = tmp_path / "again.h5"
-    extract.run("mini_imagenet", params, mini_store / "raw" / "images.h5", mini_store / "simclr" / "simclr.pt", again)
+    extract.run(
+        "mini_imagenet",
+        params,
+        mini_store / "raw" / "images.h5",
+        mini_store / "simclr" / "simclr.pt",
+        again,
+        tmp_path / "a.json",
+    )
     assert again.read_bytes() == (mini_store / "mini_imagenet.h5").read_bytes()
     # a feature does not depend on the other images of its batch (BatchNorm running statistics)
     params["extract"]["mini_imagenet"]["batch"] = 7
     other = tmp_path / "other.h5"
-    extract.run("mini_imagenet", params, mini_store / "raw" / "images.h5", mini_store / "simclr" / "simclr.pt", other)
+    extract.run(
+        "mini_imagenet",
+        params,
+        mini_store / "raw" / "images.h5",
+        mini_store / "simclr" / "simclr.pt",
+        other,
+        tmp_path / "b.json",
+    )
     with h5py.File(again) as a, h5py.File(other) as b:
         assert np.allclose(a["test/features"][()], b["test/features"][()], atol=1e-5)
 
@@ -122,3 +137,40 @@ def test_pretrain_refuses_bad_settings_before_work(tiny_mini_packed, mini_store,
             "mini_imagenet", params, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m", tmp_path
         )
     assert not (tmp_path / "s").exists()
+
+
+def test_store_records_feature_statistics_and_the_encoder_budget(mini_store):
+    import json
+
+    with FeatureStore(mini_store / "mini_imagenet.h5") as store:
+        for split in TINY_MINI_CLASSES:
+            mean, std = store.statistics(split)
+            flat = store.load(split).reshape(-1, 256).astype(np.float64)
+            np.testing.assert_allclose(mean, flat.mean(0), rtol=1e-12, atol=0)
+            np.testing.assert_allclose(std, flat.std(0), rtol=1e-12, atol=0)  # population std
+        budget = json.loads(store._file.attrs["encoder_budget"])
+    train = TINY_MINI_CLASSES["train"] * TINY_MINI_PER_CLASS
+    assert budget["train_images"] == train and budget["steps"] == train // 50 * 2  # tiny profile: batch 50, 2 epochs
+    assert (budget["image_size"], budget["blocks"]) == (84, 5)
+    summary = json.loads((mini_store / "features.json").read_text())
+    assert summary["encoder_budget"] == budget
+    assert summary["train"]["features"] == 256 and 0 < summary["train"]["zero_fraction"] < 1
+    mean, _ = stores.split_statistics("mini_imagenet", "train", mini_store / "mini_imagenet.h5")
+    assert summary["train"]["mean"] == round(float(mean.mean()), 4)
+
+
+def test_pretraining_at_a_lower_resolution_gives_features_of_the_same_width(mini_store, tiny_mini_packed, tmp_path):
+    """42 px and four blocks: 42 -> 21 -> 10 -> 5 -> 2, 64 x 2 x 2 = 256 features at a quarter of
+    the convolution cost; extraction resizes to what the encoder was trained at."""
+    params = tiny_params(tiny_mini_packed)
+    params["pretrain"]["mini_imagenet"].update(image_size=42, blocks=4, epochs=1, warmup_epochs=0)
+    images = mini_store / "raw" / "images.h5"
+    pretrain.run("mini_imagenet", params, images, tmp_path / "simclr", tmp_path / "simclr.json", tmp_path / "r")
+    extract.run(
+        "mini_imagenet", params, images, tmp_path / "simclr" / "simclr.pt", tmp_path / "f.h5", tmp_path / "f.json"
+    )
+    with FeatureStore(tmp_path / "f.h5") as store:
+        assert store.shape("test") == (TINY_MINI_CLASSES["test"], TINY_MINI_PER_CLASS, 256)
+    params["pretrain"]["mini_imagenet"].update(image_size=42, blocks=6)
+    with pytest.raises(ConfigError, match="image_size = 42 does not survive blocks = 6"):
+        pretrain.pretrain_config(params, "mini_imagenet")

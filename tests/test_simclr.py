@@ -105,3 +105,19 @@ def test_learning_rate_warms_up_then_decays_once_to_zero():
     assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(base)
     assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))  # monotone after warm-up
     assert lrs[55] == pytest.approx(base / 2, rel=0.05) and lrs[-1] < 1e-6
+
+
+def test_resize_to_a_lower_resolution_keeps_the_image_and_feature_width_follows():
+    images = torch.zeros(2, 3, 84, 84, dtype=torch.uint8)
+    images[:, :, :42] = 200  # top half bright
+    small = simclr.resize(images, 42)
+    assert small.shape == (2, 3, 42, 42) and small.dtype == torch.uint8
+    assert (small[:, :, :20] == 200).all() and (small[:, :, 22:] == 0).all()
+    assert simclr.resize(images, 84) is images
+    assert simclr.feature_size(image_size=84, blocks=5, hidden=64) == 256
+    assert simclr.feature_size(image_size=42, blocks=4, hidden=64) == 256
+    assert simclr.feature_size(image_size=56, blocks=5, hidden=64) == 64
+    assert simclr.feature_size(image_size=16, blocks=5, hidden=64) == 0
+    model = simclr.SimCLR(64, blocks=4, image_size=42)
+    p1, _ = model(simclr.augment(small, torch.Generator().manual_seed(0)), simclr.plain(small))
+    assert p1.shape == (2, 128)

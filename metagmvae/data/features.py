@@ -3,8 +3,11 @@
 Layout (format ``metagmvae.features.v1``), per split ``<s>``: ``features`` float32
 ``[classes, n, d]`` chunked one class per chunk (an episode touches ``way`` chunks),
 ``label`` int64 ``[classes, n]``, ``class_names`` ``[classes]`` and ``filenames``
-``[classes * n]``. Root attributes name the encoder checkpoint (``encoder_sha256``) that
-produced it. Written deterministically: the same encoder and images give the same bytes.
+``[classes * n]``, and the split's per-feature statistics as attributes ``mean`` and ``std``
+(float64 ``[d]``, over all its items, population std). Root attributes name the encoder
+checkpoint (``encoder_sha256``) that produced it and its pre-training budget
+(``encoder_budget``, JSON). Written deterministically: the same encoder and images give the
+same bytes.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ def write_features(path: Path, splits: dict[str, tuple[np.ndarray, list[str], li
         for split, (features, classes, filenames) in splits.items():
             g = f.create_group(split)
             c, n, d = features.shape
+            flat = features.reshape(c * n, d).astype(np.float64)
+            g.attrs["mean"], g.attrs["std"] = flat.mean(0), flat.std(0)
             g.create_dataset("features", data=features.astype(np.float32), chunks=(1, n, d), track_times=False)
             hdf5.write_array(g, "label", np.repeat(np.arange(c), n).reshape(c, n))
             hdf5.write_strings(g, "class_names", classes)
@@ -56,6 +61,27 @@ class FeatureStore:
     def shape(self, split: str) -> tuple[int, int, int]:
         """``(classes, instances per class, feature size)`` from metadata only."""
         return tuple(self._features(split).shape)
+
+    def statistics(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """The split's per-feature ``(mean, std)``, float64 ``[d]``, stored when it was written."""
+        attrs = self._file[split].attrs if split in self._file else None
+        if attrs is None or "mean" not in attrs:
+            raise hdf5.StoreError(f"{self.path}: split {split!r} has no stored feature statistics")
+        return np.asarray(attrs["mean"]), np.asarray(attrs["std"])
+
+    def summary(self, split: str) -> dict[str, float]:
+        """A few numbers that say what the features look like (for the report): the mean and the
+        median per-feature std, the fraction of exact zeros (ReLU features) and the features that
+        never vary."""
+        mean, std = self.statistics(split)
+        zeros = float(np.mean(self.load(split) == 0))
+        return {
+            "mean": round(float(mean.mean()), 4),
+            "median_feature_std": round(float(np.median(std)), 4),
+            "zero_fraction": round(zeros, 4),
+            "constant_features": int((std == 0).sum()),
+            "features": int(len(mean)),
+        }
 
     def load(self, split: str) -> np.ndarray:
         """Every feature of a split, ``[C, n, d]`` float32 (for training and full evaluation)."""

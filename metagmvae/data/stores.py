@@ -58,6 +58,18 @@ def split_shape(dataset: str, split: str, path: Path | None = None) -> tuple[int
     return int(shape[0]), int(shape[1])
 
 
+def split_statistics(dataset: str, split: str, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Per-feature ``(mean, std)`` (float64, population std) of a split's flattened items: stored
+    in a feature store (what its readers standardise with), computed for a pixel store."""
+    spec, path = _spec(dataset), path or store_path(dataset)
+    if spec.images:
+        items = spec.loader(path, split)
+        flat = items.reshape(items.shape[0] * items.shape[1], -1).astype(np.float64)
+        return flat.mean(0), flat.std(0)
+    with features.FeatureStore(path) as store:
+        return store.statistics(split)
+
+
 def load_split(dataset: str, split: str, path: Path | None = None) -> np.ndarray:
     """All items of one split, float32 ``[classes, instances, *item]``."""
     spec = _spec(dataset)

@@ -12,7 +12,7 @@ from metagmvae import plots
 from metagmvae.baselines import BASELINES
 from metagmvae.config import Checker, ConfigError, non_negative, positive, positive_ints, section
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
-from metagmvae.data.stores import STORES, load_split
+from metagmvae.data.stores import STORES, load_split, split_statistics
 from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
 from metagmvae.io import write_csv, write_json
 from metagmvae.paper import PAPER_RESULTS
@@ -76,8 +76,8 @@ def run(
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=STORES[dataset].images)
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}
-    train = functools.cache(lambda: torch.from_numpy(load_split(dataset, "train", store)))
-    baselines = {name: BASELINES[name](train) for name in cfg.baselines}
+    statistics = functools.cache(lambda: split_statistics(dataset, "train", store))
+    baselines = {name: BASELINES[name](statistics) for name in cfg.baselines}
     run_params = {"dataset": dataset, **asdict(cfg)}
     embedding_source = None
     with start_run("evaluate", f"evaluate-{dataset}", run_params, runtime=rt) as tracker:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import torch
 from metagmvae import simclr
 from metagmvae.config import Checker, ConfigError, positive, section
 from metagmvae.data import features, mini_imagenet
-from metagmvae.io import sha256_file
+from metagmvae.io import sha256_file, write_json
 from metagmvae.progress import progress as progress_bar
 from metagmvae.runtime import Runtime, make_runtime, runtime_params
 
@@ -19,11 +20,14 @@ SPLITS = mini_imagenet.SPLITS
 
 
 @torch.inference_mode()
-def encode_images(encoder: torch.nn.Module, images: torch.Tensor, rt: Runtime, batch: int, desc: str) -> np.ndarray:
-    """Features ``[N, 256]`` float32 of uint8 images ``[N, 3, 84, 84]``, in order, no augmentation."""
+def encode_images(
+    encoder: torch.nn.Module, images: torch.Tensor, rt: Runtime, *, batch: int, image_size: int, desc: str | None
+) -> np.ndarray:
+    """Features ``[N, d]`` float32 of uint8 images ``[N, 3, 84, 84]``, in order, no augmentation;
+    each batch is resized to the ``image_size`` the encoder was trained at."""
     out = []
     for start in progress_bar(range(0, images.shape[0], batch), desc=desc, unit="batch", leave=False):
-        x = rt.images(simclr.plain(images[start : start + batch].to(rt.device)))
+        x = rt.images(simclr.plain(simclr.resize(images[start : start + batch], image_size).to(rt.device)))
         with rt.autocast():
             out.append(encoder(x).float().cpu())
     return torch.cat(out).numpy()
@@ -54,15 +58,29 @@ def extract_config(params: dict, dataset: str) -> ExtractConfig:
     return ExtractConfig(counts, batch, **runtime)
 
 
-def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_path: Path) -> dict[str, tuple]:
+def encoder_budget(encoder_cfg: dict, train_images: int) -> dict:
+    """What the encoder's pre-training cost, from its checkpoint's configuration: images per
+    class, training images, epochs, batch, optimizer steps, resolution and size (no wall time:
+    the store's bytes must not depend on the machine)."""
+    steps = train_images // encoder_cfg["batch"] * encoder_cfg["epochs"]
+    keys = ("train_per_class", "epochs", "batch", "lr", "image_size", "blocks", "hidden")
+    return {k: encoder_cfg[k] for k in keys} | {"train_images": train_images, "steps": steps}
+
+
+def run(
+    dataset: str, params: dict, images_path: Path, encoder_path: Path, out_path: Path, metrics_path: Path
+) -> dict[str, tuple]:
     """Encode the first ``per_class[split]`` images of every class of every split with the
-    encoder of ``encoder_path`` and write the feature store ``out_path``. Returns the shapes."""
+    encoder of ``encoder_path`` and write the feature store ``out_path`` (with each split's
+    feature statistics and the encoder's training budget as attributes, see
+    :func:`metagmvae.data.features.write_features`) and a summary of both to ``metrics_path``.
+    Returns the shapes."""
     where = f"extract.{dataset}"
     cfg = extract_config(params, dataset)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
     counts, batch = cfg.per_class, cfg.batch
 
-    encoder, _ = simclr.load_encoder(encoder_path, rt)
+    encoder, encoder_cfg = simclr.load_encoder(encoder_path, rt)
     splits = {}
     for split in SPLITS:
         data = mini_imagenet.load_images(images_path, split, counts[split])
@@ -72,8 +90,19 @@ def run(dataset: str, params: dict, images_path: Path, encoder_path: Path, out_p
                 "images per class"
             )
         c, n = data.images.shape[:2]
-        feats = encode_images(encoder, data.images.flatten(0, 1), rt, batch, f"extract {split}")
+        feats = encode_images(
+            encoder,
+            data.images.flatten(0, 1),
+            rt,
+            batch=batch,
+            image_size=encoder_cfg["image_size"],
+            desc=f"extract {split}",
+        )
         splits[split] = (feats.reshape(c, n, -1), data.class_names, data.filenames)
         print(f"extract {split}: {c} classes x {n} images -> features {feats.shape[1]}")
-    features.write_features(out_path, splits, {"encoder_sha256": sha256_file(encoder_path), "dataset": dataset})
+    budget = encoder_budget(encoder_cfg, splits["train"][0].shape[0] * encoder_cfg["train_per_class"])
+    attrs = {"encoder_sha256": sha256_file(encoder_path), "dataset": dataset, "encoder_budget": json.dumps(budget)}
+    features.write_features(out_path, splits, attrs)
+    with features.FeatureStore(out_path) as store:
+        write_json(metrics_path, {"encoder_budget": budget} | {s: store.summary(s) for s in SPLITS})
     return {split: value[0].shape for split, value in splits.items()}

@@ -8,13 +8,21 @@ from pathlib import Path
 
 import torch
 
-from metagmvae.config import Checker, ConfigError, non_negative, positive, section
+from metagmvae import simclr
+from metagmvae.config import Checker, ConfigError, non_negative, one_of, positive, section
 from metagmvae.data import mini_imagenet
 from metagmvae.distributed import init_from_env
 from metagmvae.io import write_json
 from metagmvae.pretrain import PretrainConfig, pretrain
 from metagmvae.runtime import make_runtime, runtime_params
+from metagmvae.schedule import SCHEDULES
 from metagmvae.tracking import Run, start_run
+
+
+def crop_scale_problem(value: list) -> str | None:
+    """Why ``value`` is not an area range ``[low, high]`` with 0 < low <= high <= 1, or ``None``."""
+    ok = len(value) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    return None if ok and 0 < value[0] <= value[1] <= 1 else "must be [low, high] with 0 < low <= high <= 1"
 
 
 def pretrain_config(params: dict, dataset: str) -> PretrainConfig:
@@ -30,11 +38,19 @@ def pretrain_config(params: dict, dataset: str) -> PretrainConfig:
         weight_decay=check.get("weight_decay", float, non_negative),
         temperature=check.get("temperature", float, positive),
         hidden=check.get("hidden", int, positive),
+        blocks=check.get("blocks", int, positive),
+        image_size=check.get(
+            "image_size", int, lambda v: None if 8 <= v <= mini_imagenet.IMAGE_SIZE else "must be in [8, 84]"
+        ),
+        crop_scale=tuple(check.get("crop_scale", list, crop_scale_problem)),
+        lr_schedule=check.get("lr_schedule", str, one_of(*SCHEDULES)),
         seed=check.get("seed", int, non_negative),
         checkpoint_every=check.get("checkpoint_every", int, positive),
         **runtime_params(check),
     )
     check.done()
+    if simclr.feature_size(image_size=cfg.image_size, blocks=cfg.blocks, hidden=cfg.hidden) == 0:
+        raise ConfigError(f"{where}: image_size = {cfg.image_size} does not survive blocks = {cfg.blocks} 2x2 poolings")
     if cfg.warmup_epochs >= cfg.epochs:
         raise ConfigError(f"{where}.warmup_epochs = {cfg.warmup_epochs}: must be < epochs = {cfg.epochs}")
     return cfg
@@ -52,7 +68,7 @@ def run(dataset: str, params: dict, images_path: Path, out_dir: Path, metrics_pa
     if rt.device.type == "cuda":
         rt = replace(rt, device=torch.device("cuda", ctx.local_rank))
     images = mini_imagenet.load_images(images_path, "train", cfg.train_per_class).images
-    images = images.flatten(0, 1).to(rt.device)  # [classes * per_class, 3, 84, 84] uint8
+    images = simclr.resize(images.flatten(0, 1), cfg.image_size).to(rt.device)  # [N, 3, S, S] uint8
     if ctx.main:
         print(f"pretrain: {images.shape[0]} images, {ctx.world} process(es) on {rt.device}")
     tracked = (

@@ -62,6 +62,8 @@ def test_omniglot_chain_twice_gives_identical_bytes(pipeline_params, tiny_source
 def test_feature_store_twice_gives_identical_bytes(mini_store, pipeline_params, tmp_path):
     images, encoder = mini_store / "raw" / "images.h5", mini_store / "simclr" / "simclr.pt"
     for name in ("a.h5", "b.h5"):
-        extract.run("mini_imagenet", copy.deepcopy(pipeline_params), images, encoder, tmp_path / name)
+        extract.run(
+            "mini_imagenet", copy.deepcopy(pipeline_params), images, encoder, tmp_path / name, tmp_path / f"{name}.json"
+        )
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
     assert (tmp_path / "a.h5").read_bytes() == (mini_store / "mini_imagenet.h5").read_bytes()
