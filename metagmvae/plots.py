@@ -162,6 +162,38 @@ def accuracy_vs_time(records: list[dict], references: dict, path: Path) -> None:
     _save(fig, path)
 
 
+def study_figure(kind: str, runs: list[dict], path: Path) -> None:
+    """Accuracy against training minutes, one line per run of a study (:mod:`metagmvae.study`):
+    validation accuracy (1-shot solid, 5-shot dashed) of Omniglot runs, one panel per way, or
+    LR(SimCLR) test accuracy of SimCLR runs, one panel per shot."""
+    if kind == "omniglot":
+        panels = sorted({k for r in runs for k in r["points"][0]["val"] if k.endswith("_1shot")})
+        value = lambda point, panel, shot: point["val"].get(panel.replace("_1shot", f"_{shot}shot"))  # noqa: E731
+        shots, ylabel = (1, 5), "validation accuracy (%)"
+    else:
+        panels, shots, ylabel = ["5way_1shot", "5way_5shot"], (None,), "LR(SimCLR) test accuracy (%)"
+        value = lambda point, panel, shot: point.get(panel)  # noqa: E731
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.8), squeeze=False)
+    colours = plt.get_cmap("tab20").colors
+    for ax, panel in zip(axes[0], panels):
+        for i, run in enumerate(runs):
+            for shot, style in zip(shots, ("-", "--")):
+                pts = [(p["minutes"], value(p, panel, shot)) for p in run["points"]]
+                pts = [(m, v["accuracy"]) for m, v in pts if v is not None]
+                if pts:
+                    label = run["name"] if style == "-" else None
+                    ax.plot(*zip(*pts), style, marker="o", ms=3, color=colours[i % 20], label=label)
+        way, shot = parse_episode_key(panel)
+        ax.set_title(f"{way}-way" + ("" if kind == "omniglot" else f" {shot}-shot"), fontsize=9)
+        ax.set_xlabel("training minutes (training steps only)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="lower right")
+    info = runs[0]["machine"]
+    fig.suptitle(f"{info.get('cpu', info.get('gpu', ''))[:60]}, {info['threads']} threads", fontsize=9)
+    _save(fig, path)
+
+
 @torch.no_grad()
 def embedding_figure(
     model, items: torch.Tensor, em_iters: int, autocast, title: str, path: Path, seed: int = 0

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import statistics
 from pathlib import Path
 
 import torch
@@ -44,17 +45,21 @@ TEST_SHOTS = (1, 5)
 REFERENCES = project_root() / "benchmarks" / "references.json"  # the official code's measured curves
 
 
-def train_with_snapshots(cfg: TrainConfig, rt, pool: torch.Tensor, marks_seconds: list[float]) -> list[dict]:
+def train_with_snapshots(
+    cfg: TrainConfig, rt, pool: torch.Tensor, marks_seconds: list[float]
+) -> tuple[list[dict], float]:
     """Train as :func:`metagmvae.train.train` does (same seeds, schedule and step) for
     ``cfg.steps`` steps, without validation, and copy the weights when the training clock
     first reaches each mark and at the last step.
 
     pool: unlabeled training images ``[P, 1, 28, 28]`` on ``rt.device``.
-    Returns ``[{"mark_minutes", "minutes", "step", "state"}]`` in time order; marks past the
-    end of training are dropped, and ``mark_minutes`` is ``None`` for the final snapshot.
+    Returns ``([{"mark_minutes", "minutes", "step", "state"}], median seconds per step)``, the
+    snapshots in time order (marks past the end of training are dropped, and ``mark_minutes`` is
+    ``None`` for the final snapshot). The median step time is what an idle machine gives even
+    when other work shared the CPU for part of the run (``step x median`` is then the better clock).
     """
     model, optimizer, gen = start_training(cfg, rt)
-    pending, snapshots, elapsed = sorted(marks_seconds), [], 0.0
+    pending, snapshots, elapsed, step_seconds = sorted(marks_seconds), [], 0.0, []
 
     def snapshot(mark: float | None, step: int) -> None:
         state = copy.deepcopy(model.state_dict())
@@ -63,12 +68,13 @@ def train_with_snapshots(cfg: TrainConfig, rt, pool: torch.Tensor, marks_seconds
     bar = progress(total=cfg.steps, desc="timecurve training", unit="step")
     for step, _, seconds in training_steps(cfg, rt, model, optimizer, pool, gen):
         elapsed += seconds
+        step_seconds.append(seconds)
         bar.update(1)
         while pending and elapsed >= pending[0]:
             snapshot(pending.pop(0) / 60, step)
     bar.close()
     snapshot(None, cfg.steps)
-    return snapshots
+    return snapshots, statistics.median(step_seconds)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -106,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
             settings[(split, episode_key(cfg.way, shot))] = eps
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1).to(rt.device)
 
-    snapshots = train_with_snapshots(cfg, rt, pool, [60 * m for m in args.minutes])
+    snapshots, median_step = train_with_snapshots(cfg, rt, pool, [60 * m for m in args.minutes])
 
     erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=True)
     model = erl.prepare(build_model(cfg.model)).eval()
@@ -136,6 +142,7 @@ def main(argv: list[str] | None = None) -> None:
         "train_config": vars(cfg),
         "evaluation": {"samples": ecfg.samples, "em_iters": ecfg.em_iters, "precision": erl.precision},
         "points": points,
+        "median_step_seconds": round(median_step, 5),
     }
     write_json(args.out.with_suffix(".json"), record)
     plots.accuracy_vs_time([record], references(), args.out.with_suffix(".png"))

@@ -42,7 +42,8 @@ def test_final_snapshot_is_the_metatrain_stage_model(store, tmp_path):
     train.train(cfg, rt, pool, val, {1: sets[("val", 5, 1)]}, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
     stage_weights = checkpoint.load(tmp_path / "m" / "best_1shot.pt")["model"]
 
-    snaps = timecurve.train_with_snapshots(cfg, rt, pool, [0.0, 1e9])
+    snaps, median_step = timecurve.train_with_snapshots(cfg, rt, pool, [0.0, 1e9])
+    assert 0 < median_step < 10
     assert [(s["mark_minutes"], s["step"]) for s in snaps] == [(0.0, 1), (None, cfg.steps)]  # 1e9 s never reached
     for name, tensor in stage_weights.items():
         assert torch.equal(snaps[-1]["state"][name], tensor), name
