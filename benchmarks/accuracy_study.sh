@@ -30,15 +30,24 @@ m5=metatrain.omniglot_5way
 m20=metatrain.omniglot_20way
 cos() { echo "--set $1.lr_schedule=cosine --set $1.steps=$2"; }
 declare -A RUNS=(
-  # 5-way screening, about 12 minutes each
+  # 5-way screening, about 12 minutes each (steps sized from the measured step times)
   [5w_s2_lanczos]="--model omniglot_5way $(cos $m5 12800) --minutes 4 8"
   [5w_s32r2_lanczos]="--model omniglot_5way $(cos $m5 12100) --set $m5.samples=32 --minutes 4 8"
   [5w_s32r2_nearest]="--model omniglot_5way $(cos $m5 12100) --set $m5.samples=32 --minutes 4 8 --store $nearest/omniglot.h5"
-  [5w_s32r1_nearest]="--model omniglot_5way $(cos $m5 15300) --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8 --store $nearest/omniglot.h5"
-  [5w_m200s32r1_nearest]="--model omniglot_5way $(cos $m5 9200) --set $m5.points=200 --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8 --store $nearest/omniglot.h5"
-  [5w_b2s32r1_nearest]="--model omniglot_5way $(cos $m5 8900) --set $m5.batch=2 --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8 --store $nearest/omniglot.h5"
+  [5w_s32r1_lanczos]="--model omniglot_5way $(cos $m5 15300) --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8"
+  [5w_m200s32r1_lanczos]="--model omniglot_5way $(cos $m5 9200) --set $m5.points=200 --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8"
+  [5w_b2s32r1_lanczos]="--model omniglot_5way $(cos $m5 8900) --set $m5.batch=2 --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8"
+  [5w_s64r1_lanczos]="--model omniglot_5way $(cos $m5 14800) --set $m5.samples=64 --set $m5.samples_decoder=1 --minutes 4 8"
+  [5w_m200s32r4_lanczos]="--model omniglot_5way $(cos $m5 5200) --set $m5.points=200 --set $m5.samples=32 --set $m5.samples_decoder=4 --minutes 4 8"
+  # 20-way screening, about 12 minutes each
+  [20w_s2_lanczos]="--model omniglot_20way $(cos $m20 12800) --minutes 4 8"
+  [20w_s32r1_lanczos]="--model omniglot_20way $(cos $m20 15000) --set $m20.samples=32 --set $m20.samples_decoder=1 --minutes 4 8"
+  [20w_m200s32r1_lanczos]="--model omniglot_20way $(cos $m20 8000) --set $m20.points=200 --set $m20.samples=32 --set $m20.samples_decoder=1 --minutes 4 8"
 )
-ORDER=(5w_s32r2_lanczos 5w_s32r2_nearest 5w_s32r1_nearest 5w_m200s32r1_nearest 5w_b2s32r1_nearest 5w_s2_lanczos)
+ORDER=(
+  5w_s32r2_lanczos 5w_s32r2_nearest 5w_s32r1_lanczos 5w_m200s32r1_lanczos 5w_b2s32r1_lanczos 5w_s2_lanczos
+  5w_s64r1_lanczos 5w_m200s32r4_lanczos 20w_s32r1_lanczos 20w_m200s32r1_lanczos 20w_s2_lanczos
+)
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=("${ORDER[@]}")
 for run in "${runs[@]}"; do

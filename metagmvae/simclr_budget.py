@@ -78,8 +78,9 @@ def main(argv: list[str] | None = None) -> None:
     snapshots.append({"minutes": 0.0, "step": 0, "state": copy.deepcopy(untrained.state_dict())})
 
     def on_step(step: int, elapsed: float, model: torch.nn.Module) -> None:
-        while marks and elapsed >= marks[0]:
-            marks.pop(0)
+        if marks and elapsed >= marks[0]:  # one snapshot for every mark this step passed
+            while marks and elapsed >= marks[0]:
+                marks.pop(0)
             snapshots.append({"minutes": elapsed / 60, "step": step, "state": copy.deepcopy(model.state_dict())})
         if not marks:
             raise LastMark
