@@ -9,10 +9,11 @@ Trains ``metatrain.<model>`` of ``params.yaml`` (a profile's overrides and any `
 ``--profile quick`` or ``''`` is params.yaml itself), copies the weights each time the training
 clock passes a mark and once at the end, then scores every snapshot on the fixed validation
 episodes (the model's ``val_shots``) and the fixed test episodes (1- and 5-shot at the model's
-way; the ``evaluate.omniglot`` settings, 1000 episodes). The training clock counts only training
+way; the ``evaluate.<dataset>`` settings, 1000 episodes). The training clock counts only training
 steps (batch sampling, forward, backward, Adam), as the official figures on the same chart do;
 validation and testing happen after training. Needs the Omniglot store and episodes
-(``dvc repro episodes@omniglot``, or ``--store`` / ``--episodes``). Writes ``<out>.json``
+(``dvc repro episodes@omniglot``, or ``--store`` / ``--episodes``; a Mini-ImageNet model reads
+the feature store and its episodes). Writes ``<out>.json``
 (machine, configuration, every point) and ``<out>.png``.
 """
 
@@ -29,7 +30,7 @@ from metagmvae import plots
 from metagmvae.bench import machine
 from metagmvae.config import ConfigError, load_params
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
-from metagmvae.data.stores import load_split, store_path
+from metagmvae.data.stores import STORES, load_split, store_path
 from metagmvae.evaluate import model_accuracies, summarize
 from metagmvae.io import project_root, read_json, write_json
 from metagmvae.models import build_model
@@ -80,12 +81,12 @@ def train_with_snapshots(
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="cpu", help="profile in profiles/ applied to params.yaml ('quick': none)")
-    parser.add_argument("--model", default="omniglot_5way", help="a metatrain section on the Omniglot store")
+    parser.add_argument("--model", default="omniglot_5way", help="a metatrain section")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 30, 60])
     parser.add_argument("--params", type=Path, default=project_root() / "params.yaml")
-    parser.add_argument("--store", type=Path, help="default: data/omniglot/omniglot.h5")
-    parser.add_argument("--episodes", type=Path, help="default: data/omniglot/episodes.h5")
+    parser.add_argument("--store", type=Path, help="default: data/<dataset>/<dataset>.h5")
+    parser.add_argument("--episodes", type=Path, help="default: episodes.h5 beside the store")
     parser.add_argument("--out", type=Path, default=project_root() / "benchmarks" / "accuracy_vs_time")
     args = parser.parse_args(argv)
 
@@ -93,28 +94,29 @@ def main(argv: list[str] | None = None) -> None:
     if args.profile not in ("", "quick"):
         params = merge(params, load_profile(args.profile))
     params = apply_sets(params, args.sets)
-    cfg, ecfg = train_config(params, args.model), eval_config(params, "omniglot")
-    if cfg.dataset != "omniglot":
-        raise ConfigError(f"metatrain.{args.model}: the time curve is for Omniglot models")
-    store = args.store or project_root() / store_path("omniglot")
+    cfg = train_config(params, args.model)
+    dataset = cfg.dataset
+    ecfg = eval_config(params, dataset)
+    store = args.store or project_root() / store_path(dataset)
     episodes_path = args.episodes or store.parent / "episodes.h5"
     for path in (store, episodes_path):
         if not path.exists():
-            raise ConfigError(f"{path}: missing; build it first with `dvc repro episodes@omniglot`")
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
+            raise ConfigError(f"{path}: missing; build it first with `dvc repro episodes@{dataset}`")
+    convolutional = STORES[dataset].images
+    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=convolutional)
     cfg = TrainConfig(**{**vars(cfg), "precision": rt.precision, "channels_last": rt.channels_last})
     split_data, settings = {}, {}
     for split, shots in (("val", cfg.val_shots), ("test", TEST_SHOTS)):
-        split_data[split] = torch.from_numpy(load_split("omniglot", split, store)).to(rt.device)
+        split_data[split] = torch.from_numpy(load_split(dataset, split, store)).to(rt.device)
         for shot in shots:
             eps = read_episodes(episodes_path, split, cfg.way, shot)
             check_episode_shape(*split_data[split].shape[:2], eps.way, eps.shot, eps.query)
             settings[(split, episode_key(cfg.way, shot))] = eps
-    pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1).to(rt.device)
+    pool = torch.from_numpy(load_split(dataset, "train", store)).flatten(0, 1).to(rt.device)
 
     snapshots, median_step = train_with_snapshots(cfg, rt, pool, [60 * m for m in args.minutes])
 
-    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=True)
+    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=convolutional)
     model = erl.prepare(build_model(cfg.model)).eval()
     points = []
     for snap in snapshots:
@@ -138,21 +140,22 @@ def main(argv: list[str] | None = None) -> None:
         "profile": args.profile or "quick",
         "sets": args.sets,
         "model": args.model,
-        "store": {"path": str(store), "resize_filter": store_filter(store)},
+        "store": {"path": str(store), "resize_filter": store_filter(store) if dataset == "omniglot" else None},
         "train_config": vars(cfg),
         "evaluation": {"samples": ecfg.samples, "em_iters": ecfg.em_iters, "precision": erl.precision},
         "points": points,
         "median_step_seconds": round(median_step, 5),
     }
     write_json(args.out.with_suffix(".json"), record)
-    plots.accuracy_vs_time([record], references(), args.out.with_suffix(".png"))
+    plots.accuracy_vs_time([record], references(dataset), args.out.with_suffix(".png"))
     print(f"written to {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
 
 
-def references() -> dict:
-    """The official code's measured curves (``benchmarks/references.json``, with their source)
-    and the paper's Omniglot results (:mod:`metagmvae.paper`)."""
-    return read_json(REFERENCES) | {"paper": {k: acc for k, (acc, _) in PAPER_RESULTS["omniglot"].items()}}
+def references(dataset: str) -> dict:
+    """The official code's measured Omniglot curves (``benchmarks/references.json``, with their
+    source) and the paper's results on ``dataset`` (:mod:`metagmvae.paper`)."""
+    official = read_json(REFERENCES) if dataset == "omniglot" else {}
+    return official | {"paper": {k: acc for k, (acc, _) in PAPER_RESULTS[dataset].items()}}
 
 
 def store_filter(store: Path) -> str | None:
