@@ -25,7 +25,9 @@ def tiny_params(cosine: bool = True) -> dict:
     params = copy.deepcopy(PARAMS)
     params["episodes"]["omniglot"]["val"] = {"episodes": 4, "ways": [5], "shots": [1]}
     params["episodes"]["omniglot"]["test"] = {"episodes": 6, "ways": [5], "shots": [1, 5]}
-    params["metatrain"]["omniglot_5way"].update(TINY_TRAINING, lr_schedule="cosine" if cosine else "constant")
+    params["metatrain"]["omniglot_5way"].update(
+        TINY_TRAINING, val_shots=[1], lr_schedule="cosine" if cosine else "constant"
+    )
     params["evaluate"]["omniglot"].update(samples=2, episodes_per_call=3, precision="fp32")
     return params
 
@@ -33,7 +35,7 @@ def tiny_params(cosine: bool = True) -> dict:
 def test_final_snapshot_is_the_metatrain_stage_model(store, tmp_path):
     """Same seeds, schedule and steps: the curve measures the model the pipeline trains."""
     params = tiny_params()
-    params["metatrain"]["omniglot_5way"].update(val_every=TINY_TRAINING["steps"], val_shots=[1])  # once, at the end
+    params["metatrain"]["omniglot_5way"].update(val_every=TINY_TRAINING["steps"])  # once, at the end
     sets = episodes.run("omniglot", params, store, tmp_path / "episodes.h5")
     cfg = train_config(params, "omniglot_5way")
     rt = make_runtime("cpu", "fp32", True, convolutional=True)
