@@ -48,7 +48,7 @@ from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
-# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['lasium'].
+# Its published results and their sources: metagmvae.paper.published('lasium', dataset).
 
 STRATEGIES = ("N", "RO")
 

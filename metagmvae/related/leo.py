@@ -55,7 +55,7 @@ from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
-# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['leo'].
+# Its published results and their sources: metagmvae.paper.published('leo', dataset).
 
 MAX_PAIRS = 1 << 18
 """At test, episodes are adapted in chunks of at most this many support pairs (relation network
