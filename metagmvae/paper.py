@@ -1,5 +1,9 @@
 """Published results, accuracy and 95% CI in percent: Meta-GMVAE (Lee et al., ICLR 2021, Table 1)
-and the related methods, each as its own paper reports it for its own setup."""
+and the related methods, each as its own paper reports it for its own setup, with its source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
 
 PAPER_RESULTS = {
     "omniglot": {
@@ -16,22 +20,106 @@ PAPER_RESULTS = {
     },
 }
 
-RELATED_PAPER_RESULTS: dict[str, dict[str, dict[str, tuple[float, float | None]]]] = {
-    # LASIUM-ProtoNets (Khodadadeh et al.): Table 1 (Omniglot) and Table 2 (Mini-ImageNet, Conv4 on
-    # 84x84 pixels), as also quoted in Meta-GMVAE's Table 1; no CI is quoted, no Omniglot 20-way.
-    "lasium": {
-        "omniglot": {"5way_1shot": (80.15, None), "5way_5shot": (91.10, None)},
-        "mini_imagenet": {
-            "5way_1shot": (40.05, None),
-            "5way_5shot": (52.53, None),
-            "5way_20shot": (61.09, None),
-            "5way_50shot": (64.89, None),
-        },
-    },
-    # LEO (Rusu et al., ICLR 2019), Table 1, WRN-28-10 features trained with labels.
-    "leo": {"mini_imagenet": {"5way_1shot": (61.76, 0.08), "5way_5shot": (77.59, 0.12)}},
-    # SIB (Hu et al., ICLR 2020), transductive, K = 3, WRN-28-10 (its Conv-4-64 row: 58.0 ± 0.6 /
-    # 70.7 ± 0.4; the official README's re-run: 70.70 ± 0.59 / 80.05 ± 0.36).
-    "sib": {"mini_imagenet": {"5way_1shot": (70.0, 0.6), "5way_5shot": (79.2, 0.4)}},
+
+@dataclass(frozen=True)
+class Source:
+    """Where published numbers come from: ``key`` (a short label the report cites, e.g. ``"S1"``),
+    the paper and its version, the table, the row (variant, backbone) and the number of test
+    tasks the mean and CI are over (``None`` where the source does not say)."""
+
+    key: str
+    paper: str
+    version: str
+    table: str
+    row: str
+    test_tasks: int | None
+
+    def describe(self) -> str:
+        tasks = "test tasks not stated" if self.test_tasks is None else f"{self.test_tasks} test tasks"
+        return f"{self.paper}, {self.version}, {self.table}, {self.row}; {tasks}"
+
+
+@dataclass(frozen=True)
+class Published:
+    """One published result: ``setting`` ``"<W>way_<s>shot"``, accuracy and 95% CI (%, ``None``
+    where none is quoted) and its :class:`Source`."""
+
+    setting: str
+    accuracy: float
+    ci95: float | None
+    source: Source
+
+
+LEO_V1 = Source(
+    "L1",
+    "Rusu et al., Meta-Learning with Latent Embedding Optimization",
+    "first arXiv version (1807.05960v1, 2018), the version this project follows",
+    "Table 1",
+    "LEO on WRN-28-10 features, a model per shot",
+    None,
+)
+LEO_ICLR = Source(
+    "L2",
+    "Rusu et al., Meta-Learning with Latent Embedding Optimization",
+    "later ICLR 2019 version (also the official repository's README), with the relation network",
+    "Table 1",
+    "LEO on WRN-28-10 features, a model per shot",
+    None,
+)
+SIB_SOURCE = {
+    (backbone, steps): Source(
+        key,
+        "Hu et al., Empirical Bayes Transductive Meta-Learning with Synthetic Gradients",
+        "the version this project follows",
+        "Table 2 (Mini-ImageNet test set)",
+        f"SIB, T = {steps} synthetic-gradient steps, {backbone} features, a model per shot",
+        600,
+    )
+    for key, backbone, steps in (("S1", "WRN-28-10", 3), ("S2", "Conv-4", 3), ("S3", "Conv-4", 5))
 }
-"""``{method: {dataset: {"<W>way_<s>shot": (accuracy, ci95 or None)}}}``, from each method's paper."""
+
+RELATED_PUBLISHED: dict[str, dict[str, tuple[Published, ...]]] = {
+    "leo": {
+        "mini_imagenet": (
+            Published("5way_1shot", 60.06, 0.05, LEO_V1),
+            Published("5way_5shot", 75.72, 0.18, LEO_V1),
+            Published("5way_1shot", 61.76, 0.08, LEO_ICLR),
+            Published("5way_5shot", 77.59, 0.12, LEO_ICLR),
+        )
+    },
+    "sib": {
+        "mini_imagenet": (
+            Published("5way_1shot", 67.92, 0.55, SIB_SOURCE["WRN-28-10", 3]),
+            Published("5way_5shot", 78.92, 0.37, SIB_SOURCE["WRN-28-10", 3]),
+            Published("5way_1shot", 62.59, 1.02, SIB_SOURCE["Conv-4", 3]),
+            Published("5way_5shot", 75.43, 0.67, SIB_SOURCE["Conv-4", 3]),
+            Published("5way_1shot", 63.26, 1.07, SIB_SOURCE["Conv-4", 5]),
+            Published("5way_5shot", 75.73, 0.71, SIB_SOURCE["Conv-4", 5]),
+        )
+    },
+}
+"""``{method: {dataset: (Published, ...)}}``; the first entry of a setting is the one plotted.
+LEO and SIB: the numbers of the paper versions named in their sources (the LEO versions differ)."""
+
+UNPUBLISHED_REASON = {
+    "lasium": (
+        "LASIUM (Khodadadeh et al., ICLR 2021): no number shown, because no table of the paper could be "
+        "read here to name the variant (GAN or VAE; N, RO or OC; ProtoNets or MAML) and the table behind a "
+        "number; the 80.15 / 91.10 (Omniglot) and 40.05 / 52.53 / 61.09 / 64.89 (Mini-ImageNet) shown before "
+        "had no traceable table or variant, and Meta-GMVAE's Table 1 has no LASIUM row."
+    ),
+}
+"""Why a related method's published numbers are left out ("-" in the report)."""
+
+
+def published(method: str, dataset: str) -> tuple[Published, ...]:
+    """Every published result of ``method`` on ``dataset`` (empty when none is traceable)."""
+    return RELATED_PUBLISHED.get(method, {}).get(dataset, ())
+
+
+def first_published(method: str, dataset: str) -> dict[str, tuple[float, float | None]]:
+    """``{setting: (accuracy, ci95)}`` of the first published entry per setting (for the plots)."""
+    out: dict[str, tuple[float, float | None]] = {}
+    for entry in published(method, dataset):
+        out.setdefault(entry.setting, (entry.accuracy, entry.ci95))
+    return out

@@ -18,7 +18,7 @@ from pathlib import Path
 from metagmvae.config import load_params
 from metagmvae.data.episodes import parse_episode_key
 from metagmvae.io import write_text
-from metagmvae.paper import PAPER_RESULTS, RELATED_PAPER_RESULTS
+from metagmvae.paper import PAPER_RESULTS, UNPUBLISHED_REASON, published
 from metagmvae.tracking import git_commit
 
 DATASETS = {"omniglot": "Omniglot", "mini_imagenet": "Mini-ImageNet (SimCLR features)"}
@@ -78,28 +78,61 @@ def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
     return "\n".join(rows)
 
 
-def related_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
-    """A markdown table of every related method's accuracy here beside its own paper's value."""
-    rows = ["| method | setting | here | its paper |", "|---|---|---|---|"]
-    for method in (m for m in RELATED_METHODS if m in results):
-        paper = RELATED_PAPER_RESULTS.get(method, {}).get(dataset, {})
-        for key in sorted(results[method], key=parse_episode_key):
-            cells = [METHOD_NAMES[method], _label(key), _cell(results[method][key]), _published_cell(paper.get(key))]
-            rows.append("| " + " | ".join(cells) + " |")
-    return "\n".join(rows)
+def _train_shot(spec: dict) -> int | None:
+    """The shot a related run's model is meta-trained at (LEO: ``train_shot``; LASIUM, SIB: ``shot``)."""
+    return spec.get("train_shot", spec.get("shot"))
+
+
+def related_results(metrics_dir: Path, dataset: str, related: dict[str, dict]) -> dict[str, dict[str, tuple]]:
+    """``{method: {setting: (result, run name)}}`` from every related run on ``dataset``. A setting
+    that several runs of one method score is taken from the run trained at that setting's shot,
+    else from the first such run in ``related`` (the ``related`` section of params.yaml)."""
+    out: dict[str, dict[str, tuple]] = {}
+    for name, spec in related.items():
+        run = metrics_dir / "related" / f"{name}.json"
+        if spec.get("dataset") != dataset or not run.exists():
+            continue
+        for method, settings in json.loads(run.read_text()).items():
+            for key, res in settings.items():
+                shot, taken = parse_episode_key(key)[1], out.setdefault(method, {}).get(key)
+                if taken is None or _train_shot(spec) == shot != _train_shot(related[taken[1]]):
+                    out[method][key] = (res, name)
+    return out
+
+
+def related_table(dataset: str, runs: dict[str, dict[str, tuple]], related: dict[str, dict]) -> str:
+    """A markdown table of every related method's accuracy here (and the shot its model was trained
+    at) beside its own papers' values, each labelled with its source, then the sources.
+
+    runs: :func:`related_results`; related: the ``related`` section of params.yaml.
+    """
+    rows = ["| method | setting | trained at | here | published |", "|---|---|---|---|---|"]
+    cited, notes = {}, []
+    for method in (m for m in RELATED_METHODS if m in runs):
+        entries = published(method, dataset)
+        if method in UNPUBLISHED_REASON:
+            notes.append(UNPUBLISHED_REASON[method])
+        for key in sorted(runs[method], key=parse_episode_key):
+            res, name = runs[method][key]
+            values = [e for e in entries if e.setting == key]
+            cited |= {e.source.key: e.source for e in values}
+            cell = "; ".join(f"{_published_cell((e.accuracy, e.ci95))} ({e.source.key})" for e in values) or "-"
+            trained = f"{_train_shot(related[name])}-shot"
+            rows.append("| " + " | ".join([METHOD_NAMES[method], _label(key), trained, _cell(res), cell]) + " |")
+    sources = [f"{key}: {source.describe()}." for key, source in sorted(cited.items())]
+    return "\n".join(rows) + "".join(f"\n\n{line}" for line in sources + notes)
 
 
 def dataset_results(metrics_dir: Path, dataset: str, related: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """``metrics/<dataset>.json`` merged with the metrics of every related run on ``dataset``.
+    """``metrics/<dataset>.json`` merged with the results of every related run on ``dataset``
+    (:func:`related_results`).
 
     related: the ``related`` section of params.yaml (run name -> its ``method`` and ``dataset``).
     """
     path = metrics_dir / f"{dataset}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    for name, spec in related.items():
-        run = metrics_dir / "related" / f"{name}.json"
-        if spec.get("dataset") == dataset and run.exists():
-            results.update(json.loads(run.read_text()))
+    for method, settings in related_results(metrics_dir, dataset, related).items():
+        results[method] = {key: res for key, (res, _) in settings.items()}
     return results
 
 
@@ -113,8 +146,9 @@ def results_section(metrics_dir: Path, related: dict[str, dict] | None = None) -
             continue
         tables.append(results)
         parts.append(f"### {title}\n\n{results_table(dataset, results)}")
-        if any(m in results for m in RELATED_METHODS):
-            parts.append(f"Related methods against their own papers:\n\n{related_table(dataset, results)}")
+        if runs := related_results(metrics_dir, dataset, related or {}):
+            table = related_table(dataset, runs, related or {})
+            parts.append(f"Related methods against their own papers:\n\n{table}")
     if any(m in RELATED_METHODS for results in tables for m in results):
         parts.append(BACKBONE_NOTE)
     return "\n\n".join(parts)

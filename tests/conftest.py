@@ -15,6 +15,9 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
+from metagmvae.pipeline.related import SHARED_KEYS
+from metagmvae.profile import load_profile, merge
+
 REPO = Path(__file__).resolve().parent.parent
 # The tiny archives are cut from the Omniglot mirror beside the checkout; without it (or with
 # METAGMVAE_TEST_MIRROR pointing elsewhere) they are drawn synthetically with the same layout.
@@ -46,6 +49,15 @@ TINY_RELATED = {  # per related method, the overrides that shrink its quick prof
     "leo": {"batch": 2},
     "sib": {"batch": 2},
 }
+
+
+def related_hyperparameters(name: str, profile: str | None = None) -> dict:
+    """The method's own keys of ``related.<name>`` in params.yaml (the quick profile), or with
+    ``profiles/<profile>.yaml`` applied: what the method's ``parse_config`` receives."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    if profile is not None:
+        params = merge(params, load_profile(profile))
+    return {key: value for key, value in params["related"][name].items() if key not in SHARED_KEYS}
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -85,7 +85,9 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         "related@lasium_omniglot",
         "related@lasium_mini_imagenet",
         "related@leo_mini_imagenet",
+        "related@leo_mini_imagenet_5shot",
         "related@sib_mini_imagenet",
+        "related@sib_mini_imagenet_5shot",
         "report",
     }
     metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())

@@ -6,7 +6,7 @@ import json
 import pytest
 from conftest import REPO
 
-from metagmvae import report
+from metagmvae import paper, report
 from metagmvae.plots import accuracy_by_shot_table
 
 OMNIGLOT = {
@@ -73,23 +73,60 @@ def test_accuracy_by_shot_table_has_a_column_per_method_and_way():
     assert rows == [[1, 72.29, 45.33, 94.92, None, None, None], [5, None, None, None, 60.25, 47.0, 90.61]]
 
 
+def result(accuracy: float, ci95: float) -> dict:
+    return {"accuracy": accuracy, "ci95": ci95, "episodes": 1000}
+
+
 def test_related_methods_join_their_dataset_with_their_own_papers_values(metrics_dir):
     (metrics_dir / "related").mkdir()
-    sib = {"sib": {"5way_1shot": {"accuracy": 29.26, "ci95": 0.45, "episodes": 1000}}}
-    lasium = {"lasium": {"5way_1shot": {"accuracy": 60.5, "ci95": 0.9, "episodes": 1000}}}
-    (metrics_dir / "related" / "sib_mini_imagenet.json").write_text(json.dumps(sib))
-    (metrics_dir / "related" / "lasium_omniglot.json").write_text(json.dumps(lasium))
-    (metrics_dir / "related" / "stale.json").write_text(json.dumps(sib))  # not in params: ignored
+    runs = {
+        "sib_mini_imagenet": {"sib": {"5way_1shot": result(29.26, 0.45), "5way_5shot": result(36.37, 0.44)}},
+        "sib_mini_imagenet_5shot": {"sib": {"5way_1shot": result(27.0, 0.4), "5way_5shot": result(38.0, 0.5)}},
+        "lasium_omniglot": {"lasium": {"5way_1shot": result(60.5, 0.9)}},
+        "stale": {"sib": {"5way_1shot": result(1.0, 0.1)}},  # not in params: ignored
+    }
+    for name, metrics in runs.items():
+        (metrics_dir / "related" / f"{name}.json").write_text(json.dumps(metrics))
     related = {
-        "sib_mini_imagenet": {"method": "sib", "dataset": "mini_imagenet"},
-        "lasium_omniglot": {"method": "lasium", "dataset": "omniglot"},
+        "sib_mini_imagenet": {"method": "sib", "dataset": "mini_imagenet", "shot": 1},
+        "sib_mini_imagenet_5shot": {"method": "sib", "dataset": "mini_imagenet", "shot": 5},
+        "lasium_omniglot": {"method": "lasium", "dataset": "omniglot", "shot": 1},
     }
     text = report.build_report(metrics_dir, "abc123", related)
     omniglot = text[text.index("### Omniglot") : text.index("### Mini-ImageNet")]
     assert "| setting | Meta-GMVAE | paper | difference | pixel 1-NN | LASIUM |" in omniglot
     assert "| 5-way 1-shot | 72.29 ± 1.00 | 94.92 ± 0.42 | -22.63 | 45.33 ± 0.58 | 60.50 ± 0.90 |" in omniglot
-    assert "| LASIUM | 5-way 1-shot | 60.50 ± 0.90 | 80.15 |" in omniglot  # the paper quotes no CI
+    assert "| LASIUM | 5-way 1-shot | 1-shot | 60.50 ± 0.90 | - |" in omniglot  # no traceable table
+    assert "LASIUM (Khodadadeh et al., ICLR 2021): no number shown" in omniglot
     mini = text[text.index("### Mini-ImageNet") : text.index("## Wall time")]
+    # Each setting from the model trained at its shot: 1-shot from the 1-shot run, 5-shot from the 5-shot run.
     assert "| 5-way 1-shot | - | 42.82 ± 0.56 | - | 29.26 ± 0.45 |" in mini
-    assert "| SIB (supervised, transductive) | 5-way 1-shot | 29.26 ± 0.45 | 70.00 ± 0.60 |" in mini
+    assert "| 5-way 5-shot | - | 55.73 ± 0.48 | - | 38.00 ± 0.50 |" in mini
+    sib = "| SIB (supervised, transductive) |"
+    assert (
+        f"{sib} 5-way 1-shot | 1-shot | 29.26 ± 0.45 | 67.92 ± 0.55 (S1); 62.59 ± 1.02 (S2); 63.26 ± 1.07 (S3) |"
+        in mini
+    )
+    assert (
+        f"{sib} 5-way 5-shot | 5-shot | 38.00 ± 0.50 | 78.92 ± 0.37 (S1); 75.43 ± 0.67 (S2); 75.73 ± 0.71 (S3) |"
+        in mini
+    )
+    assert "S2: Hu et al., Empirical Bayes Transductive Meta-Learning with Synthetic Gradients, the version" in mini
+    assert "Table 2 (Mini-ImageNet test set), SIB, T = 3 synthetic-gradient steps, Conv-4 features" in mini
+    assert "600 test tasks." in mini
     assert "so a row measures the meta-learner, not the backbone" in text
+
+
+def test_every_published_related_number_names_its_source():
+    for datasets in paper.RELATED_PUBLISHED.values():
+        for entries in datasets.values():
+            for entry in entries:
+                source = entry.source
+                assert source.paper and source.version and source.table.startswith("Table") and source.row
+                assert source.test_tasks is None or source.test_tasks > 0
+    assert [(e.setting, e.accuracy, e.ci95) for e in paper.published("leo", "mini_imagenet")][:2] == [
+        ("5way_1shot", 60.06, 0.05),
+        ("5way_5shot", 75.72, 0.18),
+    ]
+    assert paper.published("lasium", "omniglot") == () and "lasium" in paper.UNPUBLISHED_REASON
+    assert paper.first_published("sib", "mini_imagenet") == {"5way_1shot": (67.92, 0.55), "5way_5shot": (78.92, 0.37)}

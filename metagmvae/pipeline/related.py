@@ -23,7 +23,7 @@ from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import write_json
-from metagmvae.paper import RELATED_PAPER_RESULTS
+from metagmvae.paper import first_published
 from metagmvae.runtime import make_runtime, runtime_params
 from metagmvae.tracking import result_metrics, start_run
 
@@ -91,8 +91,7 @@ def run(
         write_json(out_dir / "summary.json", {k: v for k, v in summary.items() if not k.endswith("seconds")})
         write_json(metrics_path, results)
         plots_dir.mkdir(parents=True, exist_ok=True)
-        paper = RELATED_PAPER_RESULTS.get(method, {}).get(dataset, {})
-        plots.accuracy_figure(results, paper, plots_dir / "accuracy.png")
+        plots.accuracy_figure(results, first_published(method, dataset), plots_dir / "accuracy.png")
         if hasattr(module, "task_figure"):
             module.task_figure(model_path, cfg, rt, plots_dir / "tasks.png")
         tracker.log_metrics(result_metrics(results) | {k: v for k, v in summary.items() if isinstance(v, int | float)})

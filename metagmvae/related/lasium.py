@@ -9,26 +9,33 @@ Three phases, one code path for both datasets (the item's shape picks the archit
    MLPs with a unit-variance Gaussian likelihood on features standardised with the pool's
    per-feature mean and standard deviation;
 2. a generated ``way``-way task: ``way`` anchors drawn from the prior ``N(0, I)`` and redrawn
-   until every pair is at least ``epsilon`` apart, then ``shot + query`` members per class, by
-   LASIUM-N (anchor + ``N(0, sigma^2 I)``) or LASIUM-RO (``anchor + alpha * (z_other - anchor)``
-   for a fresh prior draw ``z_other``), decoded to items (Bernoulli means, or de-standardised
-   Gaussian means);
+   until every pair is at least ``epsilon`` apart; each anchor is its class's first member, the
+   other ``shot + query - 1`` come from LASIUM-N (anchor + ``N(0, sigma^2 I)``), LASIUM-RO
+   (``anchor + alpha * (u - anchor)`` for a fresh prior draw ``u`` redrawn until it is at least
+   ``epsilon`` from the anchor) or LASIUM-OC (``anchor + alpha * (other anchor - anchor)``, the
+   other anchors of the task in turn, as the official code: member ``r`` of class ``i`` moves
+   towards anchor ``(i + r) mod way``, and where that is its own anchor it gets LASIUM-N noise
+   instead); all are decoded to items (Bernoulli means, or de-standardised Gaussian means);
+   generated query images are shifted by up to ``query_shift`` pixels (the official augmentation);
 3. a ProtoNet embedding (Conv4, or an MLP on standardised features) meta-trained with Adam on
-   the generated tasks; the predictor is the nearest-prototype rule (squared Euclidean distance).
+   the generated tasks; the predictor is the nearest-prototype rule (squared Euclidean distance),
+   with the embedding's BatchNorm on its running statistics or, as the official code, on each
+   episode's support and query batches (``bn_statistics``).
 
 The labelled validation episodes only select the checkpoint, as for Meta-GMVAE.
 
 Differences from the paper: its LASIUM-VAE anchors are encodings of random training images (the
-prior-anchor sampling with the ``epsilon`` threshold is its GAN variant), its anchor is itself a
-support member, and its Mini-ImageNet models see 84x84 pixels (VAE on pixels, or BigBiGAN; Conv4
-ProtoNet) where ours see 256-d SimCLR features (MLP VAE, MLP ProtoNet).
+prior-anchor sampling with the ``epsilon`` threshold is its GAN variant), and its Mini-ImageNet
+models see 84x84 pixels (VAE on pixels, or BigBiGAN; Conv4 ProtoNet) where ours see 256-d SimCLR
+features (MLP VAE, MLP ProtoNet, no BatchNorm, no shifts).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +55,10 @@ from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
-# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['lasium'].
+# Its published results and their sources: metagmvae.paper.published('lasium', dataset).
 
-STRATEGIES = ("N", "RO")
+STRATEGIES = ("N", "RO", "OC")
+BN_STATISTICS = ("running", "episode")
 
 
 @dataclass(frozen=True)
@@ -63,11 +71,11 @@ class Config:
     vae_steps: int  # VAE Adam steps before it is frozen (paper: 1000 / 500 epochs of 128 = 188k / 150k)
     vae_batch: int  # unlabeled items per VAE step (paper: 128)
     vae_lr: float  # VAE Adam learning rate (paper: 0.001)
-    strategy: str  # in-class sampling: "N" (anchor + noise) | "RO" (towards a random other code)
+    strategy: str  # in-class sampling: "N" (anchor + noise) | "RO" (towards a random other code) | "OC" (other anchors)
     sigma: float  # LASIUM-N noise std, latent units (paper's GAN scripts: 0.5 or 1.0)
-    alpha: float  # LASIUM-RO fraction of the way from the anchor to z_other, in (0, 1) (paper: 0.4)
-    epsilon: float  # minimum Euclidean distance between a task's anchors, latent units (paper: 0, no rejection)
-    max_tries: int  # prior draws per task before anchor sampling gives up with an error
+    alpha: float  # LASIUM-RO/OC fraction of the way from the anchor to the other code, in (0, 1) (paper: 0.4)
+    epsilon: float  # minimum distance between a task's anchors, and from an anchor to RO's other code (paper: 0)
+    max_tries: int  # prior draws per task (or other code) before sampling gives up with an error
     way: int  # N classes per generated task (paper: 5)
     shot: int  # K support members per class (paper: 1)
     query: int  # Q query members per class (paper: 5)
@@ -75,6 +83,8 @@ class Config:
     steps: int  # ProtoNet Adam steps (paper: 8000 / 60000)
     lr: float  # ProtoNet Adam learning rate (paper: 0.001)
     embed_hidden: int  # ProtoNet width: Conv4 channels (images, 64 -> 256-d) or MLP units (features)
+    query_shift: int  # generated query images are shifted by up to this many pixels (official: 5; 0 for features)
+    bn_statistics: str  # the embedding's BatchNorm at test: "running" | "episode" (official: per episode)
     val_every: int  # ProtoNet steps between validations (and at the last step)
     val_episodes_per_call: int  # validation episodes embedded together
     log_every: int  # steps between logged training losses
@@ -90,63 +100,11 @@ def parse_config(section: Mapping[str, Any], where: str) -> Config:
     check = Checker(section, where)
     kinds = {"strategy": (str, one_of(*STRATEGIES)), "alpha": (float, _in_open_unit), "way": (int, at_least(2))}
     kinds |= {k: (float, positive) for k in ("vae_lr", "sigma", "lr")} | {"epsilon": (float, non_negative)}
-    kinds |= {"seed": (int, non_negative)}
+    kinds |= {k: (int, non_negative) for k in ("seed", "query_shift")}
+    kinds |= {"bn_statistics": (str, one_of(*BN_STATISTICS))}
     values = {name: check.get(name, *kinds.get(name, (int, positive))) for name in Config.__dataclass_fields__}
     check.done()
     return Config(**values)
-
-
-QUICK: dict[str, Any] = {  # 2 CPU cores, fp32: Omniglot about 2 minutes, Mini-ImageNet features about 5 s
-    "latent": 20,
-    "vae_hidden": 32,
-    "vae_steps": 1000,
-    "vae_batch": 64,
-    "vae_lr": 0.001,
-    "strategy": "RO",
-    "sigma": 0.5,
-    "alpha": 0.4,
-    "epsilon": 4.0,  # 20-d prior draws are typically sqrt(40) = 6.3 apart; ~70% of 20-anchor sets are redrawn
-    "max_tries": 100,
-    "way": 20,
-    "shot": 1,
-    "query": 5,
-    "batch": 1,
-    "steps": 1500,
-    "lr": 0.001,
-    "embed_hidden": 64,
-    "val_every": 500,
-    "val_episodes_per_call": 50,
-    "log_every": 50,
-    "seed": 0,
-}
-
-PAPER: dict[str, Any] = {  # Omniglot: the authors' LASIUM-RO-VAE ProtoNets script (Conv4 ProtoNet), for a GPU
-    "latent": 20,
-    "vae_hidden": 64,
-    "vae_steps": 188_000,
-    "vae_batch": 128,
-    "vae_lr": 0.001,
-    "strategy": "RO",
-    "sigma": 0.5,
-    "alpha": 0.4,
-    "epsilon": 0.0,
-    "max_tries": 100,
-    "way": 5,
-    "shot": 1,
-    "query": 5,
-    "batch": 4,
-    "steps": 8000,
-    "lr": 0.001,
-    "embed_hidden": 64,
-    "val_every": 200,
-    "val_episodes_per_call": 50,
-    "log_every": 50,
-    "seed": 0,
-}
-
-# Mini-ImageNet: the authors' script trains its VAE (latent 512) on 84x84 pixels for 500 epochs and
-# the Conv4 ProtoNet for 60000 steps; here the same latent and schedule on 256-d features.
-PAPER_MINI_IMAGENET: dict[str, Any] = PAPER | {"latent": 512, "vae_steps": 150_000, "steps": 60_000}
 
 
 # ---------------------------------------------------------------- task generation
@@ -182,22 +140,63 @@ def sample_anchors(
 
 
 def interpolate(anchors: torch.Tensor, others: torch.Tensor, alpha: float) -> torch.Tensor:
-    """LASIUM-RO members ``anchor + alpha * (other - anchor)``: anchors ``[..., N, d]``, others
+    """LASIUM-RO/OC members ``anchor + alpha * (other - anchor)``: anchors ``[..., N, d]``, others
     ``[..., N, M, d]`` -> ``[..., N, M, d]``."""
     a = anchors.unsqueeze(-2)
     return a + alpha * (others - a)
 
 
-def class_members(
-    anchors: torch.Tensor, count: int, strategy: str, sigma: float, alpha: float, generator: torch.Generator
-) -> torch.Tensor:
-    """``count`` latent codes per anchor: ``[T, N, d] -> [T, N, count, d]``. ``N``: anchor plus
-    ``N(0, sigma^2 I)`` noise; ``RO``: :func:`interpolate` towards fresh prior draws."""
+def far_draws(anchors: torch.Tensor, count: int, epsilon: float, max_tries: int, generator: torch.Generator):
+    """``count`` prior draws per anchor, each redrawn until it is at least ``epsilon`` from its
+    anchor: ``[T, N, d] -> [T, N, count, d]``. Raises ``ValueError`` after ``max_tries`` draws."""
     t, n, d = anchors.shape
     draws = torch.randn(t, n, count, d, generator=generator, device=anchors.device)
-    if strategy == "N":
-        return anchors.unsqueeze(-2) + sigma * draws
-    return interpolate(anchors, draws, alpha)
+    for _ in range(max_tries):
+        near = (draws - anchors.unsqueeze(-2)).norm(dim=-1) < epsilon
+        if not near.any():
+            return draws
+        draws[near] = torch.randn(int(near.sum()), d, generator=generator, device=anchors.device)
+    raise ValueError(
+        f"epsilon = {epsilon}: prior draws in {d} dimensions stayed within {epsilon} of their anchor after "
+        f"max_tries = {max_tries} draws; lower epsilon"
+    )
+
+
+def other_anchors(anchors: torch.Tensor, count: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """LASIUM-OC's targets as the official code: member ``r`` (0-based) of class ``i`` moves towards
+    anchor ``(i + r + 1) mod N``. Returns the targets ``[T, N, count, d]`` and a mask ``[N, count]``
+    of the members whose target is their own anchor (they get LASIUM-N noise instead)."""
+    n = anchors.shape[1]
+    target = (torch.arange(n).unsqueeze(1) + torch.arange(1, count + 1)) % n  # [N, count]
+    own = target == torch.arange(n).unsqueeze(1)
+    return anchors[:, target.to(anchors.device)], own.to(anchors.device)
+
+
+def class_members(
+    anchors: torch.Tensor,
+    count: int,
+    *,
+    strategy: str,
+    sigma: float,
+    alpha: float,
+    epsilon: float,
+    max_tries: int,
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """``count`` latent codes per anchor, the anchor first: ``[T, N, d] -> [T, N, count, d]``. The
+    other ``count - 1``: ``N``: anchor plus ``N(0, sigma^2 I)`` noise; ``RO``: :func:`interpolate`
+    towards prior draws at least ``epsilon`` from the anchor (:func:`far_draws`); ``OC``: towards
+    the task's other anchors (:func:`other_anchors`)."""
+    new = count - 1
+    if strategy == "RO":
+        members = interpolate(anchors, far_draws(anchors, new, epsilon, max_tries, generator), alpha)
+    else:
+        noise = torch.randn(*anchors.shape[:2], new, anchors.shape[2], generator=generator, device=anchors.device)
+        members = anchors.unsqueeze(-2) + sigma * noise
+        if strategy == "OC":
+            targets, own = other_anchors(anchors, new)
+            members = torch.where(own.unsqueeze(-1), members, interpolate(anchors, targets, alpha))
+    return torch.cat([anchors.unsqueeze(-2), members], dim=-2)
 
 
 # ---------------------------------------------------------------- models
@@ -258,6 +257,8 @@ class Lasium(nn.Module):
         self.cfg = cfg
         self.item_shape = tuple(item_shape)
         self.vae = VAE(self.item_shape, cfg.latent, cfg.vae_hidden)
+        if not self.vae.bernoulli and cfg.query_shift:
+            raise ValueError(f"query_shift = {cfg.query_shift}: shifts need images, the items are {list(item_shape)}")
         if self.vae.bernoulli:
             self.embed = ConvEncoder(item_shape[0], cfg.embed_hidden)
         else:
@@ -277,7 +278,16 @@ class Lasium(nn.Module):
         """``tasks`` generated tasks, ``[tasks, way, shot + query, *item]`` in data units."""
         c = self.cfg
         anchors = sample_anchors(tasks, c.way, c.latent, c.epsilon, c.max_tries, generator)
-        z = class_members(anchors, c.shot + c.query, c.strategy, c.sigma, c.alpha, generator)
+        z = class_members(
+            anchors,
+            c.shot + c.query,
+            strategy=c.strategy,
+            sigma=c.sigma,
+            alpha=c.alpha,
+            epsilon=c.epsilon,
+            max_tries=c.max_tries,
+            generator=generator,
+        )
         items = self.vae.decode(z.flatten(0, 2)).float() * self.std + self.mean
         return items.view(*z.shape[:3], *self.item_shape)
 
@@ -306,18 +316,53 @@ def protonet_loss(
     return loss, (logits.argmax(-1) == query_labels).float().mean()
 
 
+@contextmanager
+def batch_statistics(module: nn.Module) -> Iterator[None]:
+    """Within the block, every BatchNorm of ``module`` normalises with the statistics of the batch
+    it is given and leaves its running statistics (and its mode) as they were."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.track_running_stats) for m in norms]
+    for m in norms:
+        m.train()
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m, (training, tracking) in zip(norms, saved, strict=True):
+            m.train(training)
+            m.track_running_stats = tracking
+
+
 def nearest_prototype(model: Lasium, rt: Runtime) -> Predictor:
-    """ProtoNet's rule with ``model``'s embedding (used in whatever mode ``model`` is in)."""
+    """ProtoNet's rule with ``model``'s embedding. With ``bn_statistics: running`` the embedding is
+    used in whatever mode ``model`` is in; with ``episode`` each episode's support and its queries
+    are embedded as two batches whose own BatchNorm statistics are used (the official protocol)."""
+
+    def embed(items: torch.Tensor) -> torch.Tensor:  # [E, n, *item] -> [E, n, D]
+        if model.cfg.bn_statistics == "running":
+            return model.embedding(items.flatten(0, 1)).view(*items.shape[:2], -1)
+        with batch_statistics(model.embed):
+            return torch.stack([model.embedding(episode) for episode in items])
 
     @torch.no_grad()
     def predict(support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, way: int) -> torch.Tensor:
-        e = support.shape[0]
         with rt.autocast():
-            s = model.embedding(support.flatten(0, 1)).view(e, support.shape[1], -1)
-            q = model.embedding(query.flatten(0, 1)).view(e, query.shape[1], -1)
+            s, q = embed(support), embed(query)
         return squared_distances(q, prototypes(s, support_labels, way)).argmin(-1)
 
     return predict
+
+
+def shift_images(images: torch.Tensor, max_shift: int, generator: torch.Generator) -> torch.Tensor:
+    """Each image of ``[B, C, H, W]`` moved by its own integer offset (dy, dx), each uniform in
+    ``[-max_shift, max_shift]``, the uncovered border filled with 0 (background)."""
+    b, c, h, w = images.shape
+    dy, dx = torch.randint(-max_shift, max_shift + 1, (2, b, 1), generator=generator, device=images.device)
+    rows = torch.arange(h, device=images.device) + max_shift - dy  # output row y reads input row y - dy
+    cols = torch.arange(w, device=images.device) + max_shift - dx
+    image, channel = torch.arange(b, device=images.device), torch.arange(c, device=images.device)
+    padded = F.pad(images, (max_shift,) * 4)
+    return padded[image.view(b, 1, 1, 1), channel.view(1, c, 1, 1), rows.view(b, 1, h, 1), cols.view(b, 1, 1, w)]
 
 
 # ---------------------------------------------------------------- training
@@ -350,6 +395,9 @@ def _protonet_step(model: Lasium, optimizer: torch.optim.Optimizer, rt: Runtime,
     c = model.cfg
     with rt.autocast():
         tasks = model.generate(c.batch, gen).float()  # [B, W, K + Q, *item]
+        if c.query_shift:
+            queries = shift_images(tasks[:, :, c.shot :].flatten(0, 2), c.query_shift, gen)
+            tasks = torch.cat([tasks[:, :, : c.shot], queries.view(c.batch, c.way, c.query, *tasks.shape[3:])], 2)
         emb = model.embedding(tasks.flatten(0, 2)).view(c.batch, c.way, c.shot + c.query, -1)
     labels = torch.arange(c.way, device=emb.device).view(1, c.way, 1)
     loss, acc = protonet_loss(

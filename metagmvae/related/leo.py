@@ -19,11 +19,17 @@ Per episode of ``W`` classes with ``K`` support examples each (features ``x``, `
    ``lambda_2`` times the orthogonality penalty of the decoder. Adam, with every gradient clipped to
    ``[-0.1, 0.1]`` and then to L2 norm 0.1 per tensor (the official ``runner.py``).
 
-Differences from the official code (github.com/deepmind/leo):
+This follows the official implementation (github.com/deepmind/leo, the ICLR 2019 version of the
+paper), not the first arXiv version, which has no relation network (a class's code is the mean of
+its encoder outputs), 3 latent steps in training and 6 at test with no fine-tuning steps, the
+orthogonality penalty on the encoder as well as the decoder, feature dropout up to 0.95, Adam at
+1e-3 for 50k steps, and two-layer ReLU networks of 256 units for 5-shot.
 
-* the features are 256-d SimCLR ones, L2-normalised (``normalize``; the official WRN features were
-  used raw): the raw ones have norms near 18, and the first latent step of the summed support loss
-  with the official step size 1.0 then overflows the decoder's ``exp`` std (NaN at step 1);
+Differences from the official code:
+
+* the features are 256-d SimCLR ones, L2-normalised (``normalize``) as the official data pipeline
+  does with its WRN features (on the raw ones, norms near 18, the first latent step of the summed
+  support loss with the official step size 1.0 overflows the decoder's ``exp`` std: NaN at step 1);
 * a NaN loss or gradient stops training (:func:`metagmvae.loop.check_finite`) instead of falling
   back to the L2 penalty's gradient;
 * validation uses the fixed validation episodes (15 queries per class) instead of 10 fresh batches
@@ -55,7 +61,7 @@ from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
-# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['leo'].
+# Its published results and their sources: metagmvae.paper.published('leo', dataset).
 
 MAX_PAIRS = 1 << 18
 """At test, episodes are adapted in chunks of at most this many support pairs (relation network
@@ -65,7 +71,8 @@ memory: a 5-way 50-shot episode has 62,500 pairs of ``2L`` activations)."""
 @dataclass(frozen=True)
 class Config:
     """LEO's hyper-parameters (paper value in brackets: the official README's miniImageNet 1-shot
-    / 5-shot table where it gives one, else the official ``config.py`` default)."""
+    / 5-shot table where it gives one, else the official ``config.py`` default; the values are in
+    ``related.leo_mini_imagenet{,_5shot}`` of params.yaml and profiles/paper.yaml)."""
 
     way: int  # classes per training episode [5]
     train_shot: int  # support examples per class in training episodes [1 or 5: one model per shot]
@@ -87,7 +94,7 @@ class Config:
     clip_norm: float  # then every gradient tensor to this L2 norm [0.1]
     val_every: int  # validate on the fixed validation episodes every this many steps [1000]
     log_every: int  # log the mean training terms every this many steps
-    normalize: bool  # L2-normalise every feature vector [true here; the paper used its features raw]
+    normalize: bool  # L2-normalise every feature vector [true: the official data pipeline does]
     seed: int  # initialisation, training episodes, dropout and sampling
 
 
@@ -120,50 +127,6 @@ def parse_config(section: Mapping[str, Any], where: str) -> Config:
     )
     check.done()
     return cfg
-
-
-# The official miniImageNet 1-shot settings (README table; the rest from config.py).
-PAPER: dict[str, Any] = {
-    "way": 5,
-    "train_shot": 1,
-    "query": 15,
-    "batch": 12,
-    "steps": 100000,
-    "latents": 64,
-    "inner_steps": 5,
-    "inner_lr": 1.0,
-    "finetune_steps": 5,
-    "finetune_lr": 0.001,
-    "dropout": 0.307651,
-    "kl_weight": 0.756143,
-    "encoder_penalty": 5.756821e-6,
-    "l2_penalty": 3.623413e-10,
-    "orthogonality_penalty": 0.188103,
-    "lr": 2.739071e-4,
-    "clip_value": 0.1,
-    "clip_norm": 0.1,
-    "val_every": 1000,
-    "log_every": 100,
-    "normalize": True,
-    "seed": 0,
-}
-
-# The official miniImageNet 5-shot settings: the 1-shot ones with the README's 5-shot column.
-PAPER_5SHOT: dict[str, Any] = PAPER | {
-    "train_shot": 5,
-    "dropout": 0.300299,
-    "kl_weight": 0.466387,
-    "encoder_penalty": 2.661608e-7,
-    "l2_penalty": 8.540338e-9,
-    "orthogonality_penalty": 1.523998e-3,
-    "lr": 4.102361e-4,
-}
-
-# Minutes on a 2-core CPU: fewer steps at a larger outer learning rate (the paper's 2.739e-4 reached
-# 33.24% against 33.79% validation accuracy after 1000 steps).
-QUICK: dict[str, Any] = PAPER | {"steps": 3000, "lr": 1e-3, "val_every": 500, "log_every": 50}
-# 5-shot episodes have 25 x 25 support pairs (1-shot: 5 x 5), so a step costs about 4x: fewer steps.
-QUICK_5SHOT: dict[str, Any] = PAPER_5SHOT | {"steps": 1200, "lr": 1e-3, "val_every": 400, "log_every": 50}
 
 
 @dataclass(frozen=True)

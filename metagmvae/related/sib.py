@@ -30,6 +30,11 @@ model serves any way and gives the same prediction for an episode whatever the b
 
 The classifier's learnable bias of the official code (a constant added to every logit) is left
 out: it cancels in the softmax.
+
+Like the official code, and unlike the paper, there is no variational posterior over theta and no
+KL term: theta_K is a point estimate and the loss is the query cross-entropy alone. The paper's
+schedule (Adam, batch 8, 60 epochs, the rate dropped by 0.1 at epochs 10, 25 and 50) is
+``optimizer: adam`` with ``lr_drop_steps`` at the same fractions of ``steps``.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
-# Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['sib'].
+# Its published results and their sources: metagmvae.paper.published('sib', dataset).
 
 
 @dataclass(frozen=True)
@@ -67,8 +72,10 @@ class Config:
     query: int  # query examples per class in training episodes [15]
     batch: int  # episodes per optimisation step [8]
     steps: int  # optimisation steps (meta-training iterations) [40000]
-    optimizer: str  # "sgd" (Nesterov) or "adam" [sgd]
+    optimizer: str  # "sgd" (Nesterov) or "adam" [official code: sgd; paper: adam]
     lr: float  # learning rate of the meta-parameters [0.001]
+    lr_drop_steps: list[int]  # steps after which the rate is multiplied by lr_drop_factor [paper: epochs 10, 25, 50 of 60]
+    lr_drop_factor: float  # [paper: 0.1]
     momentum: float  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
     weight_decay: float  # L2 penalty on all meta-parameters [0.0005]
     theta_steps: int  # K, synthetic gradient steps on the queries [3]
@@ -79,6 +86,22 @@ class Config:
     val_every: int  # validate on the fixed validation episodes every this many steps [1000]
     log_every: int  # log the training loss and accuracy every this many steps
     seed: int  # model initialisation and training episodes
+
+
+def _drop_steps(steps):
+    """Strictly increasing integers in ``[1, steps)`` (possibly none)."""
+
+    def check(value) -> str | None:
+        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if ok and value == sorted(set(value)) and all(isinstance(steps, int) and 1 <= v < steps for v in value):
+            return None
+        return f"must be strictly increasing integers in [1, steps = {steps})"
+
+    return check
+
+
+def _in_unit_interval(value) -> str | None:
+    return None if 0 < value <= 1 else "must be in (0, 1]"
 
 
 def parse_config(section: Mapping[str, Any], where: str) -> Config:
@@ -92,6 +115,8 @@ def parse_config(section: Mapping[str, Any], where: str) -> Config:
         steps=check.get("steps", int, positive),
         optimizer=check.get("optimizer", str, one_of("sgd", "adam")),
         lr=check.get("lr", float, positive),
+        lr_drop_steps=check.get("lr_drop_steps", list, _drop_steps(check.cfg.get("steps"))),
+        lr_drop_factor=check.get("lr_drop_factor", float, _in_unit_interval),
         momentum=check.get("momentum", float, fraction),
         weight_decay=check.get("weight_decay", float, non_negative),
         theta_steps=check.get("theta_steps", int, non_negative),
@@ -107,29 +132,6 @@ def parse_config(section: Mapping[str, Any], where: str) -> Config:
     if cfg.optimizer == "sgd" and cfg.momentum == 0:
         raise ConfigError(f"{where}.momentum = 0.0: Nesterov SGD needs momentum > 0")
     return cfg
-
-
-PAPER: dict[str, Any] = {
-    "way": 5,
-    "shot": 1,
-    "query": 15,
-    "batch": 8,
-    "steps": 40000,
-    "optimizer": "sgd",
-    "lr": 0.001,
-    "momentum": 0.9,
-    "weight_decay": 0.0005,
-    "theta_steps": 3,
-    "lr_theta": 0.001,
-    "dni_hidden": 8,
-    "scale": 10.0,
-    "normalize": True,
-    "val_every": 1000,
-    "log_every": 100,
-    "seed": 0,
-}
-
-QUICK: dict[str, Any] = PAPER | {"steps": 2000, "optimizer": "adam", "val_every": 500}
 
 
 def cosine_logits(query: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -274,6 +276,7 @@ def train(
         pool = data["train"].flatten(2)
         model = rt.prepare(build_model(cfg, pool.shape[-1]))
         optimizer = make_optimizer(cfg, model.parameters())
+        schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_drop_steps, cfg.lr_drop_factor)
         rng = episode_rng(cfg.seed, "train", cfg.way, cfg.shot)
         means, elapsed = RunningMeans(), 0.0
         bar = progress_bar(range(1, cfg.steps + 1), desc="sib", disable=not progress, unit="step")
@@ -289,12 +292,14 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             check_gradients(step, model.parameters())
+            rate = optimizer.param_groups[0]["lr"]  # this step's
             optimizer.step()
+            schedule.step()
             elapsed += time.perf_counter() - tick
             means.add(loss=loss, accuracy=(logits.argmax(-1) == y_query).float().mean())
 
             if due(step, cfg.log_every, cfg.steps):
-                logged = means.pop("train")
+                logged = means.pop("train") | {"train/lr": rate}
                 run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
                 bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
             if due(step, cfg.val_every, cfg.steps):
