@@ -289,7 +289,11 @@ def tiny_pipeline_params(sources: Path, mini_source: Path) -> dict:
         "mini_imagenet_5way": params["metatrain"]["mini_imagenet_5way"],
     }
     params["evaluate"]["omniglot"].update(
-        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
+        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]},
+        cross_way={"omniglot_5way": [10], "omniglot_10way": [5]},  # the tiny test split has 16 classes
+        samples=2,
+        episodes_per_call=10,
+        precision="fp32",
     )
     for run in params["related"].values():  # a few steps each, tested on the tiny test episodes
         run.update(steps=4, val_every=2, log_every=2, test_ways=[5], test_shots=[1, 5], episodes_per_call=10)
