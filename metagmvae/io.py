@@ -122,10 +122,12 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    """Write ``obj`` as pretty, key-sorted JSON, atomically (stable bytes for DVC)."""
+def write_json(path: str | os.PathLike, obj: Any, *, compact: bool = False) -> None:
+    """Write ``obj`` as key-sorted JSON, atomically (stable bytes for DVC): indented, or on one
+    line without spaces when ``compact`` (long lists of numbers)."""
+    layout = {"separators": (",", ":")} if compact else {"indent": 2}
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(obj, sort_keys=True, **layout) + "\n")
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -278,3 +278,59 @@ def accuracy_by_shot_table(
 
     header = ["shot", *(f"{method}_{way}way" for method, way in columns)]
     return header, [[shot, *(value(m, w, shot) for m, w in columns)] for shot in shots]
+
+
+def paired_differences_figure(
+    labels: list[str], intervals: list[tuple[float, float, float]], title: str, path: Path
+) -> None:
+    """One row per compared result: the mean paired difference (points) with its 95% CI as a bar,
+    and a line at zero.
+
+    intervals: ``(mean, low, high)`` per label, in percentage points.
+    """
+    y = np.arange(len(labels))[::-1]
+    means = np.array([m for m, _, _ in intervals])
+    errors = np.array([[m - lo for m, lo, _ in intervals], [hi - m for m, _, hi in intervals]])
+    fig, ax = plt.subplots(figsize=(8, 0.35 * len(labels) + 1.4))
+    ax.errorbar(means, y, xerr=errors, fmt="o", capsize=3, color="tab:blue")
+    ax.axvline(0, color="black", lw=1)
+    ax.set_yticks(y, labels, fontsize=8)
+    ax.set_xlabel("paired difference b - a (percentage points), 95% CI")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    _save(fig, path)
+
+
+def seed_spread_figure(labels: list[str], spreads: list, title: str, path: Path) -> None:
+    """One column per result: each seed's test accuracy with its per-episode 95% CI (points with
+    bars), and the mean across seeds ± one standard deviation across seeds (black bar).
+
+    spreads: :class:`metagmvae.stats.SeedSpread` per label (percent).
+    """
+    fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 4.2))
+    for i, spread in enumerate(spreads):
+        offsets = np.linspace(-0.25, 0.25, len(spread.per_seed))
+        ax.errorbar(
+            i + offsets,
+            spread.per_seed,
+            yerr=spread.episode_ci95,
+            fmt="o",
+            capsize=2,
+            color="tab:blue",
+            label="one seed, per-episode 95% CI" if i == 0 else None,
+        )
+        ax.errorbar(
+            i + 0.38,
+            spread.mean,
+            yerr=spread.std,
+            fmt="s",
+            capsize=4,
+            color="black",
+            label="mean across seeds ± std across seeds" if i == 0 else None,
+        )
+    ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    _save(fig, path)

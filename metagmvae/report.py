@@ -4,6 +4,12 @@ difference, the baselines, wall time per stage, device and commit.
     python -m metagmvae.report                    # write metrics/report.md (the `report` stage)
     python -m metagmvae.report --readme README.md # copy its results tables into the README
 
+Beside each dataset's results: the paired differences of every result against the revision in
+``report.baseline`` of params.yaml (``HEAD``: the previous commit, as the stage runs before the
+commit it belongs to; any revision or DVC experiment name), read from the per-episode results
+(:mod:`metagmvae.compare`), and the cross-way results (a model tested at another way than its
+own) against the model trained at that way, on the same episodes.
+
 The README holds the results tables between ``<!-- results:begin -->`` and
 ``<!-- results:end -->``, copied from ``metrics/report.md`` by the second command (a test checks
 they agree), so the numbers in the README are never typed by hand.
@@ -13,12 +19,16 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
-from metagmvae.config import load_params
+from metagmvae.compare import between_methods, between_revisions, interval, revision_table, signed
+from metagmvae.config import Checker, load_params, section
 from metagmvae.data.episodes import parse_episode_key
+from metagmvae.episode_results import Table, results_path, trained_way
 from metagmvae.io import write_text
 from metagmvae.paper import PAPER_RESULTS, UNPUBLISHED_REASON, published
+from metagmvae.revisions import WORKSPACE, Revision, resolve
 from metagmvae.tracking import git_commit
 
 DATASETS = {"omniglot": "Omniglot", "mini_imagenet": "Mini-ImageNet (SimCLR features)"}
@@ -64,6 +74,7 @@ def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
     results: ``{method: {"<W>way_<s>shot": {"accuracy": %, "ci95": %}}}``.
     """
     paper = PAPER_RESULTS.get(dataset, {})
+    results = {m: r for m, r in results.items() if trained_way(m) is None}  # cross-way: their own table
     others = [m for m in results if m != MAIN_METHOD]
     header = ["setting", "Meta-GMVAE", "paper", "difference", *(METHOD_NAMES.get(m, m) for m in others)]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -123,6 +134,92 @@ def related_table(dataset: str, runs: dict[str, dict[str, tuple]], related: dict
     return "\n".join(rows) + "".join(f"\n\n{line}" for line in sources + notes)
 
 
+def report_config(params: dict) -> str:
+    """Parse and validate the ``report`` section: the ``baseline`` revision of the paired differences."""
+    check = Checker(section(params, "report"), "report")
+    baseline = check.get("baseline", str, lambda v: None if v.strip() else "must name a git revision or experiment")
+    check.done()
+    return baseline
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """What the report's paired differences are taken against."""
+
+    label: str  # the revision as named, with its commit
+    table: Table | None  # its per-episode results; None when there is no such revision
+    note: str = ""  # why there is nothing to compare against
+
+
+def method_label(method: str) -> str:
+    """A method's column title: ``pixel 1-NN``, ``Meta-GMVAE trained 5-way`` (cross-way)."""
+    way = trained_way(method)
+    return METHOD_NAMES.get(method, method) if way is None else f"Meta-GMVAE trained {way}-way"
+
+
+def episode_paths(metrics_dir: Path, related: dict[str, dict]) -> list[str]:
+    """The per-episode files of the evaluations the report shows (``/``-separated paths)."""
+    metrics = [metrics_dir / f"{dataset}.json" for dataset in DATASETS]
+    metrics += [metrics_dir / "related" / f"{name}.json" for name in related]
+    return [results_path(path).as_posix() for path in metrics]
+
+
+def paired_table(dataset: str, results: dict[str, dict], current: Table, baseline: Baseline) -> str | None:
+    """Setting x method (the results table's columns, then the cross-way results): the paired
+    difference of every result against the baseline's, with its 95% CI; ``None`` when nothing
+    of ``dataset`` is in both."""
+    rows = between_revisions(baseline.table or {}, current, datasets=[dataset])
+    if not rows:
+        return None
+    compared = {r.method for r in rows}
+    columns = [MAIN_METHOD, *(m for m in results if m != MAIN_METHOD and trained_way(m) is None)]
+    methods = [m for m in columns if m in compared] + sorted(compared - set(columns), key=lambda m: trained_way(m) or 0)
+    cells = {(r.method, r.setting): r for r in rows}
+    lines = [
+        f"Paired differences against `{baseline.label}`: this run minus that one on the same episodes, in "
+        "points, with the 95% CI of the mean per-episode difference (paired t); 'episodes differ': "
+        "scored on other episodes, not comparable:",
+        "",
+        "| setting | " + " | ".join(method_label(m) for m in methods) + " |",
+        "|" + "---|" * (len(methods) + 1),
+    ]
+    for setting in sorted({r.setting for r in rows}, key=parse_episode_key):
+        row = [_label(setting)]
+        for method in methods:
+            r = cells.get((method, setting))
+            row.append("-" if r is None else "episodes differ" if r.paired is None else _difference(r.paired))
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def cross_way_table(dataset: str, results: dict[str, dict[str, dict]], current: Table) -> str | None:
+    """Every cross-way result beside the model trained at the test way, on the same episodes,
+    with the paired difference; ``None`` when ``dataset`` has none."""
+    crossed = sorted((m for m in results if trained_way(m) is not None), key=trained_way)
+    if not crossed:
+        return None
+    lines = [
+        "Cross-way (the paper's Table 2, right): each model also tested at another way than the one it was "
+        "trained at, on the same episodes as the model trained at that way; difference = cross-way "
+        "minus own-way model, paired 95% CI:",
+        "",
+        "| setting | trained at | accuracy | trained at the test way | difference |",
+        "|---|---|---|---|---|",
+    ]
+    for method in crossed:
+        paired = {r.setting: r for r in between_methods(current, MAIN_METHOD, method, datasets=[dataset])}
+        for key in sorted(results[method], key=parse_episode_key):
+            own, r = results.get(MAIN_METHOD, {}).get(key), paired.get(key)
+            diff = "-" if r is None else "episodes differ" if r.paired is None else _difference(r.paired)
+            cells = [_label(key), f"{trained_way(method)}-way", _cell(results[method][key]), _cell(own), diff]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _difference(paired) -> str:
+    return f"{signed(paired.mean)} {interval(paired)}"
+
+
 def dataset_results(metrics_dir: Path, dataset: str, related: dict[str, dict]) -> dict[str, dict[str, dict]]:
     """``metrics/<dataset>.json`` merged with the results of every related run on ``dataset``
     (:func:`related_results`).
@@ -136,21 +233,28 @@ def dataset_results(metrics_dir: Path, dataset: str, related: dict[str, dict]) -
     return results
 
 
-def results_section(metrics_dir: Path, related: dict[str, dict] | None = None) -> str:
-    """Markdown: per dataset with metrics, a heading, the results table and, when related methods
-    ran on it, their table against their own papers."""
-    parts, tables = [], []
+def results_section(metrics_dir: Path, related: dict[str, dict] | None = None, baseline: Baseline | None = None) -> str:
+    """Markdown: per dataset with metrics, a heading, the results table, the paired differences
+    against ``baseline`` and the cross-way results (where there are per-episode results) and,
+    when related methods ran on it, their table against their own papers."""
+    parts, tables, compared = [], [], 0
+    current = revision_table(Revision(WORKSPACE, None), Path.cwd(), episode_paths(metrics_dir, related or {}))
     for dataset, title in DATASETS.items():
         results = dataset_results(metrics_dir, dataset, related or {})
         if not results:
             continue
         tables.append(results)
         parts.append(f"### {title}\n\n{results_table(dataset, results)}")
+        paired = paired_table(dataset, results, current, baseline) if baseline else None
+        compared += paired is not None
+        parts += [t for t in (paired, cross_way_table(dataset, results, current)) if t]
         if runs := related_results(metrics_dir, dataset, related or {}):
             table = related_table(dataset, runs, related or {})
             parts.append(f"Related methods against their own papers:\n\n{table}")
     if any(m in RELATED_METHODS for results in tables for m in results):
         parts.append(BACKBONE_NOTE)
+    if baseline and not compared:
+        parts.append(f"No paired differences against `{baseline.label}`: {baseline.note or 'no results in common'}.")
     return "\n\n".join(parts)
 
 
@@ -167,14 +271,17 @@ def timing_section(time_dir: Path) -> str:
     return "\n".join(rows)
 
 
-def build_report(metrics_dir: Path, commit: str, related: dict[str, dict] | None = None) -> str:
-    """The whole ``metrics/report.md`` (``related``: the ``related`` section of params.yaml)."""
+def build_report(
+    metrics_dir: Path, commit: str, related: dict[str, dict] | None = None, baseline: Baseline | None = None
+) -> str:
+    """The whole ``metrics/report.md`` (``related``: the ``related`` section of params.yaml;
+    ``baseline``: the per-episode results the paired differences are taken against)."""
     return (
         "# Results\n\n"
         f"Written by the `report` stage at commit `{commit}`. Test accuracy (%) on 1000 fixed test\n"
         "episodes per setting, mean ± 95% confidence interval (1.96 · std / √1000); the paper is\n"
         "Lee et al., ICLR 2021, Table 1. Every method of a dataset is scored on the same episodes.\n\n"
-        f"{results_section(metrics_dir, related)}\n\n"
+        f"{results_section(metrics_dir, related, baseline)}\n\n"
         "## Wall time per stage\n\n"
         f"{timing_section(metrics_dir / 'time')}\n"
     )
@@ -190,6 +297,18 @@ def readme_with_results(readme: str, report: str) -> str:
     return f"{head}{BEGIN}\n{tables}\n{END}{tail}"
 
 
+def load_baseline(name: str, metrics_dir: Path, related: dict[str, dict]) -> Baseline:
+    """The per-episode results at revision ``name``, or why there are none (no such revision:
+    a repository without commits, a folder outside git; or no per-episode files there)."""
+    repo = Path.cwd()
+    try:
+        revision = resolve(name, repo)
+        table = revision_table(revision, repo, episode_paths(metrics_dir, related))
+    except ValueError as exc:
+        return Baseline(name, None, str(exc))
+    return Baseline(revision.label, table, "" if table else "it has no per-episode results (metrics/**/episodes/)")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--metrics", type=Path, default=Path("metrics"))
@@ -201,8 +320,10 @@ def main(argv: list[str] | None = None) -> None:
         args.readme.write_text(readme_with_results(args.readme.read_text(), report_path.read_text()))
         print(f"{args.readme}: results block updated from {report_path}")
         return
-    related = load_params(args.params).get("related", {}) if args.params.exists() else {}
-    write_text(report_path, build_report(args.metrics, git_commit(), related))
+    params = load_params(args.params) if args.params.exists() else {}
+    related = params.get("related", {})
+    baseline = load_baseline(report_config(params), args.metrics, related) if params else None
+    write_text(report_path, build_report(args.metrics, git_commit(), related, baseline))
     print(report_path.read_text())
 
 

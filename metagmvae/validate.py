@@ -19,14 +19,17 @@ from typing import Any
 
 from metagmvae.config import ConfigError, load_params, section
 from metagmvae.data import omniglot
+from metagmvae.episode_results import cross_way_method
 from metagmvae.pipeline.augment import augment_config
 from metagmvae.pipeline.download import download_config
 from metagmvae.pipeline.episodes import EpisodesConfig, check_settings, episodes_config
-from metagmvae.pipeline.evaluate import eval_config
+from metagmvae.pipeline.evaluate import EvalConfig, eval_config
 from metagmvae.pipeline.extract import extract_config
 from metagmvae.pipeline.metatrain import train_config
 from metagmvae.pipeline.pretrain import pretrain_config
 from metagmvae.pipeline.related import related_config
+from metagmvae.report import report_config
+from metagmvae.train import TrainConfig
 
 SECTIONS: dict[str, tuple[str, ...] | None] = {  # section -> its datasets (None: names are free)
     "download": ("omniglot", "mini_imagenet"),
@@ -37,6 +40,7 @@ SECTIONS: dict[str, tuple[str, ...] | None] = {  # section -> its datasets (None
     "metatrain": None,  # model names
     "evaluate": ("omniglot", "mini_imagenet"),
     "related": None,  # names of related-method runs
+    "report": None,  # its own keys (metagmvae.report.report_config)
 }
 OPTIONAL = ("related",)
 
@@ -73,6 +77,7 @@ def problems(params: Mapping[str, Any]) -> list[str]:
     models = {name: attempt(train_config, params, name) for name in section(params, "metatrain")}
     evaluations = {d: attempt(eval_config, params, d) for d in SECTIONS["evaluate"]}
     related = {name: attempt(related_config, params, name) for name in params.get("related", {})}
+    attempt(report_config, params)
 
     shapes = {}  # dataset -> split -> (classes, instances per class), as the stages will produce
     if augment:
@@ -112,6 +117,7 @@ def problems(params: Mapping[str, Any]) -> list[str]:
                     f"evaluate.{dataset}.models.{name}: testing at {missing} needs those settings in "
                     f"episodes.{dataset}.test (ways and shots)"
                 )
+        found += _cross_way_problems(dataset, cfg, models, episodes.get(dataset))
     for name, spec in related.items():
         if not (spec and episodes.get(spec["dataset"])):
             continue
@@ -120,6 +126,34 @@ def problems(params: Mapping[str, Any]) -> list[str]:
         for split, way, shots in needed:
             if missing := _missing_settings(episodes[spec["dataset"]], split, way, shots):
                 found.append(f"related.{name}: {split} at {missing} needs those settings in episodes.{spec['dataset']}")
+    return found
+
+
+def _cross_way_problems(
+    dataset: str, cfg: EvalConfig, models: dict[str, TrainConfig | None], episodes: EpisodesConfig | None
+) -> list[str]:
+    """``evaluate.<dataset>.cross_way``: other ways than the model's own, drawn in the test
+    episodes at the model's test shots, and one model per training way (the name of its results)."""
+    found, trained_at = [], {}
+    for name, ways in cfg.cross_way.items():
+        model = models.get(name)
+        if not model:
+            continue
+        where = f"evaluate.{dataset}.cross_way.{name}"
+        trained_at.setdefault(model.way, []).append(name)
+        if model.way in ways:
+            found.append(
+                f"{where} = {ways}: {model.way} is the model's own way (tested through evaluate.{dataset}.models)"
+            )
+        for way in ways:
+            if episodes and (missing := _missing_settings(episodes, "test", way, cfg.models[name])):
+                found.append(f"{where}: testing at {missing} needs those settings in episodes.{dataset}.test")
+    for way, names in trained_at.items():
+        if len(names) > 1:
+            found.append(
+                f"evaluate.{dataset}.cross_way: {names} are all trained at {way}-way; their cross-way results would "
+                f"share one name ({cross_way_method(way)}): keep one"
+            )
     return found
 
 

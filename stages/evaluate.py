@@ -1,8 +1,9 @@
 """Stage `evaluate`: a dataset's models and baselines on its fixed 1000-episode test sets.
 
 Usage: python stages/evaluate.py omniglot
-Outputs: metrics/<dataset>.json (accuracy and 95% CI per way/shot and method) and
-plots/<dataset>/accuracy.png.
+Outputs: metrics/<dataset>.json (accuracy and 95% CI per way/shot and method, cross-way
+results as meta_gmvae_trained_<K>way), metrics/episodes/<dataset>.json (every test episode's
+result, for paired comparisons) and plots/<dataset>/accuracy.png.
 """
 
 import argparse

@@ -2,8 +2,9 @@
 
 Usage: python stages/related.py sib_mini_imagenet
 Outputs: models/related/<name>/ (model.pt, summary.json), plots/related/<name>/ (accuracy.png;
-LASIUM also tasks.png, a few generated tasks) and metrics/related/<name>.json (accuracy and 95%
-CI per way/shot, the schema of metrics/<dataset>.json).
+LASIUM also tasks.png, a few generated tasks), metrics/related/<name>.json (accuracy and 95%
+CI per way/shot, the schema of metrics/<dataset>.json) and metrics/related/episodes/<name>.json
+(every test episode's result).
 """
 
 import argparse

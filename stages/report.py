@@ -2,7 +2,8 @@
 
 Usage: python stages/report.py
 Output: metrics/report.md (results per dataset/way/shot with the paper's values and the
-baselines, wall time per stage, device, commit). `python -m metagmvae.report --readme README.md`
+baselines, paired differences against `report.baseline`, cross-way results, wall time per stage,
+device, commit). `python -m metagmvae.report --readme README.md`
 then copies its tables into the README.
 """
 

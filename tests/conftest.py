@@ -47,7 +47,7 @@ TINY_TRAINING = {  # overrides of a metatrain section: seconds, not minutes
 TINY_RELATED = {  # per related method, the overrides that shrink its quick profile to seconds
     "lasium": {"vae_steps": 4, "batch": 1, "way": 5, "query": 2},
     "leo": {"batch": 2},
-    "sib": {"batch": 2},
+    "sib": {"batch": 2, "lr_drop_steps": [2, 3]},
 }
 
 
@@ -306,10 +306,15 @@ def tiny_pipeline_params(sources: Path, mini_source: Path) -> dict:
         "mini_imagenet_5way": params["metatrain"]["mini_imagenet_5way"],
     }
     params["evaluate"]["omniglot"].update(
-        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
+        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]},
+        cross_way={"omniglot_5way": [10], "omniglot_10way": [5]},  # the tiny test split has 16 classes
+        samples=2,
+        episodes_per_call=10,
+        precision="fp32",
     )
     for run in params["related"].values():  # a few steps each, tested on the tiny test episodes
-        run.update(steps=4, val_every=2, log_every=2, test_ways=[5], test_shots=[1, 5], episodes_per_call=10)
+        shots = [s for s in run["test_shots"] if s in (1, 5)]  # a run's own shots, as far as the tiny split has them
+        run.update(steps=4, val_every=2, log_every=2, test_ways=[5], test_shots=shots, episodes_per_call=10)
         run.update({key: value for key, value in TINY_RELATED[run["method"]].items() if key in run})
     return params
 

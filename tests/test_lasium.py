@@ -234,8 +234,9 @@ def generated_accuracy(model: lasium.Lasium, tasks: int = 200) -> tuple[float, f
 
 def test_vae_and_protonet_learn_and_generated_classes_stay_together(tmp_path):
     """On the unlabeled pool of 12 clusters: the VAE's reconstruction error falls (measured: 7.97
-    nats per item over the first 10 steps, 3.64 over the last 10); each generated member, decoded, is nearer its own anchor's item than
-    the other anchors' (77.8% of 3-way members, chance 33%); and 200 ProtoNet steps on generated
+    nats per item over the first 10 steps, 3.64 over the last 10); each generated member, decoded,
+    is nearer its own anchor's item than the other anchors' (77.8% of 3-way members, chance 33%);
+    and 200 ProtoNet steps on generated
     tasks take held-out generated tasks from loss 1.053 / accuracy 69.9% (untrained embedding, the
     same generator) to 0.456 / 79.9%."""
     data = {"train": clustered(12, 20, 16, 0), "val": clustered(6, 20, 16, 1)}

@@ -95,6 +95,10 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         assert sorted(metrics[method]) == ["10way_1shot", "10way_5shot", "5way_1shot", "5way_5shot"]
         for res in metrics[method].values():
             assert res["episodes"] == 20 and 0 <= res["accuracy"] <= 100 and res["ci95"] >= 0
+    # cross-way: the K = 5 model on the 10-way episodes, the K = 10 model on the 5-way ones
+    assert sorted(metrics["meta_gmvae_trained_5way"]) == ["10way_1shot", "10way_5shot"]
+    assert sorted(metrics["meta_gmvae_trained_10way"]) == ["5way_1shot", "5way_5shot"]
+    assert all(res["episodes"] == 20 for res in metrics["meta_gmvae_trained_5way"].values())
     # the pixel baseline is far above chance even on 20 characters
     assert metrics["pixel_1nn"]["5way_5shot"]["accuracy"] > 40
     for name in ("omniglot_5way", "omniglot_10way"):
@@ -121,6 +125,21 @@ def test_repro_produces_metrics_for_every_setting(repo, first_repro):
         assert sorted(related) == ["5way_1shot", "5way_5shot"]  # on the same 20 test episodes as Meta-GMVAE
         assert all(res["episodes"] == 20 and 0 <= res["accuracy"] <= 100 for res in related.values())
     assert (repo / "plots" / "related" / "lasium_omniglot" / "tasks.png").read_bytes()[:4] == b"\x89PNG"
+    # every evaluation wrote its episodes' results beside its metrics, on the same episodes
+    per_episode = [f"metrics/episodes/{d}.json" for d in ("omniglot", "mini_imagenet")]
+    per_episode += [
+        f"metrics/related/episodes/{name}.json"
+        for name in yaml.safe_load((repo / "params.yaml").read_text())["related"]
+    ]
+    digests = {}
+    for rel in per_episode:
+        doc = json.loads((repo / rel).read_text())
+        for method, settings in doc["results"].items():
+            for key, entry in settings.items():
+                assert len(entry["correct"]) == 20, (rel, method, key)
+                digests.setdefault((doc["dataset"], key), set()).add(entry["episodes_sha256"])
+        assert (repo / rel).stat().st_size < 6000, rel
+    assert all(len(found) == 1 for found in digests.values()), digests  # one set of episodes per setting
     assert json.loads((repo / "metrics" / "train" / "simclr.json").read_text())["epochs"] == 2
     assert not list((repo / ".resume").glob("*")), "resume state is removed after a finished run"
 
@@ -138,6 +157,11 @@ def test_report_plots_and_stage_times(repo, first_repro):
     times = {p.stem for p in (repo / "metrics" / "time").glob("*.json")}
     assert {"augment", "metatrain-omniglot_5way", "evaluate-mini_imagenet", "pretrain-mini_imagenet"} <= times
     assert "| metatrain-omniglot_5way |" in report and "| **total** |" in report
+    head = run(["git", "rev-parse", "HEAD"], repo)[:7]  # the commit without results
+    assert f"No paired differences against `HEAD ({head})`: it has no per-episode results" in report
+    cross = metrics["meta_gmvae_trained_5way"]["10way_1shot"]
+    own = metrics["meta_gmvae"]["10way_1shot"]
+    assert f"| 10-way 1-shot | 5-way | {cross['accuracy']:.2f} ± {cross['ci95']:.2f} | {own['accuracy']:.2f}" in report
     for dataset in ("omniglot", "mini_imagenet"):
         for png in ("accuracy.png", "embedding.png"):
             assert (repo / "plots" / dataset / png).read_bytes()[:4] == b"\x89PNG"
@@ -165,6 +189,14 @@ def test_changing_a_metatrain_param_reruns_only_that_model_and_evaluate(repo, fi
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     out = run(["dvc", "repro"], repo)
     assert stages_run(out) == {"metatrain@omniglot_5way", "evaluate@omniglot", "report"}
+    # the report's paired differences against the previous commit: the retrained 5-way model
+    # moves, everything else was re-evaluated on the same episodes and agrees on every one
+    report = (repo / "metrics" / "report.md").read_text()
+    head = run(["git", "rev-parse", "HEAD"], repo)[:7]
+    assert f"Paired differences against `HEAD ({head})`" in report
+    omniglot = report[report.index("### Omniglot") : report.index("### Mini-ImageNet")]
+    same = "0.00 [0.00, 0.00]"
+    assert re.search(rf"\| 10-way 1-shot \| {re.escape(same)} \| {re.escape(same)} \| ", omniglot), omniglot
     run([*git, "add", "-A"], repo)
     run([*git, "commit", "-qm", "lr 0.002"], repo)
     diff = json.loads(run(["dvc", "metrics", "diff", "HEAD~1", "HEAD", "--json"], repo))
@@ -226,9 +258,9 @@ def _experiments(shown: list[dict]) -> dict[str, dict]:
     return found
 
 
-def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, first_repro):
-    import mlflow
-
+@pytest.fixture(scope="module")
+def sweep(repo, first_repro) -> dict[str, dict]:
+    """A queued two-point sweep over the 5-way model's em_iters (2, 3): ``dvc exp show`` by name."""
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
     run([*git, "add", "-A"], repo)
     run([*git, "commit", "-qm", "before the sweep", "--allow-empty"], repo)
@@ -246,8 +278,13 @@ def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, first_repro):
         assert time.monotonic() < deadline, status
         time.sleep(3)
     assert status.count("Success") == 2, status
+    return _experiments(json.loads(run(["dvc", "exp", "show", "--json"], repo)))
 
-    exps = _experiments(json.loads(run(["dvc", "exp", "show", "--json"], repo)))
+
+def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, sweep):
+    import mlflow
+
+    exps = sweep
     assert {"em2", "em3"} <= set(exps)
     for iters in (2, 3):
         data = exps[f"em{iters}"]
@@ -260,3 +297,41 @@ def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, first_repro):
     tagged = {(r.data.tags.get("dvc_experiment"), r.data.tags["stage"]) for r in runs}
     for name in ("em2", "em3"):
         assert {(name, "metatrain"), (name, "evaluate")} <= tagged, tagged
+
+
+def test_compare_reads_two_experiments_by_name(repo, sweep):
+    """`python -m metagmvae.compare em2 em3`: the per-episode files committed with each experiment,
+    paired; what the experiments share (the 10-way model, the baseline) agrees episode by episode."""
+    out = run([sys.executable, "-m", "metagmvae.compare", "em2", "em3", "--dataset", "omniglot", "--json"], repo)
+    rows = {(r["method"], r["setting"]): r for r in json.loads(out)}
+    metrics = {  # Omniglot: the evaluate stage's methods and LASIUM
+        name: sweep[name]["metrics"]["metrics/omniglot.json"]["data"]
+        | sweep[name]["metrics"]["metrics/related/lasium_omniglot.json"]["data"]
+        for name in ("em2", "em3")
+    }
+    for (method, setting), r in rows.items():
+        expected = metrics["em3"][method][setting]["accuracy"] - metrics["em2"][method][setting]["accuracy"]
+        assert r["paired"]["mean"] == pytest.approx(expected, abs=0.011), (method, setting)
+        assert r["paired"]["episodes"] == 20
+    # what the experiments share agrees on every episode: the 10-way model and the pixel baseline
+    # were evaluated again in each of them, LASIUM was not rerun
+    identical = {"episodes": 20, "high": 0, "improved": 0, "low": 0, "mean": 0, "worse": 0}
+    for key in (("pixel_1nn", "5way_1shot"), ("meta_gmvae", "10way_5shot"), ("meta_gmvae_trained_10way", "5way_1shot")):
+        assert rows[key]["paired"] == identical, key
+    assert rows[("lasium", "5way_1shot")]["paired"] == identical
+    assert ("meta_gmvae", "5way_1shot") in rows and ("meta_gmvae_trained_5way", "10way_1shot") in rows
+
+    text = run([sys.executable, "-m", "metagmvae.compare", "em2", "em3", "--method", "pixel_1nn"], repo)
+    assert "a = em2 (" in text and "b = em3 (" in text and "paired t" in text
+    line = next(row for row in text.splitlines() if row.startswith("omniglot  pixel_1nn  5way_1shot"))
+    assert line.split()[5:8] == ["0.00", "[0.00,", "0.00]"]
+
+    within = run(
+        [sys.executable, "-m", "metagmvae.compare", "--methods", "pixel_1nn", "meta_gmvae", "em3", "--json"], repo
+    )
+    assert {r["setting"] for r in json.loads(within) if r["dataset"] == "omniglot"} == {
+        "5way_1shot",
+        "5way_5shot",
+        "10way_1shot",
+        "10way_5shot",
+    }

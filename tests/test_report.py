@@ -2,12 +2,19 @@
 README block copied from it."""
 
 import json
+import subprocess
 
+import numpy as np
 import pytest
 from conftest import REPO
 
 from metagmvae import paper, report
+from metagmvae.compare import interval, signed
+from metagmvae.config import ConfigError
+from metagmvae.data.episodes import parse_episode_key, sample_episodes
+from metagmvae.episode_results import EpisodeResults, Table, parse
 from metagmvae.plots import accuracy_by_shot_table
+from metagmvae.stats import paired_difference
 
 OMNIGLOT = {
     "meta_gmvae": {
@@ -130,3 +137,86 @@ def test_every_published_related_number_names_its_source():
     ]
     assert paper.published("lasium", "omniglot") == () and "lasium" in paper.UNPUBLISHED_REASON
     assert paper.first_published("sib", "mini_imagenet") == {"5way_1shot": (67.92, 0.55), "5way_5shot": (78.92, 0.37)}
+
+
+# ---------------------------------------------------------------- paired differences and cross-way
+
+
+def _per_episode(metrics_dir, results: dict[str, dict[str, np.ndarray]]) -> Table:
+    """Write ``metrics_dir/episodes/omniglot.json`` with ``{method: {setting: accuracies}}`` on
+    fixed 20-way 5-shot / 5-way 1-shot episodes; returns it as a table."""
+    (metrics_dir / "episodes.h5").write_bytes(b"episodes")
+    out = EpisodeResults("omniglot", metrics_dir / "episodes.h5")
+    for method, by_setting in results.items():
+        for key, acc in by_setting.items():
+            way, shot = parse_episode_key(key)
+            out.add(method, sample_episodes(np.random.default_rng(way), len(acc), 80, 20, way, shot, 15), acc)
+    return parse(out.write_beside(metrics_dir / "omniglot.json").read_text(), "baseline")
+
+
+def _accuracies(way: int, shift: int = 0, n: int = 200, noise: int = 0) -> np.ndarray:
+    """Per-episode accuracies with a shared difficulty; ``noise`` seeds a per-run jitter of +-2 queries."""
+    queries = 15 * way
+    correct = np.random.default_rng(7).integers(queries // 3, queries - 5, n) + shift
+    if noise:
+        correct += np.random.default_rng(noise).integers(-2, 3, n)
+    return np.clip(correct, 0, queries) / queries
+
+
+def test_paired_differences_against_the_baseline_sit_beside_the_results(metrics_dir):
+    before = {"meta_gmvae": {"5way_1shot": _accuracies(5)}, "pixel_1nn": {"5way_1shot": _accuracies(5, 1)}}
+    baseline = report.Baseline("HEAD (abc1234)", _per_episode(metrics_dir, before))
+    after = {"meta_gmvae": {"5way_1shot": _accuracies(5, 3, noise=1)}, "pixel_1nn": {"5way_1shot": _accuracies(5, 1)}}
+    _per_episode(metrics_dir, after)
+    text = report.build_report(metrics_dir, "abc123", baseline=baseline)
+    d = paired_difference(_accuracies(5), _accuracies(5, 3, noise=1))
+    assert "Paired differences against `HEAD (abc1234)`" in text and "(paired t)" in text
+    assert "| setting | Meta-GMVAE | pixel 1-NN |" in text
+    assert f"| 5-way 1-shot | {signed(d.mean)} {interval(d)} | 0.00 [0.00, 0.00] |" in text
+    assert d.mean == pytest.approx(4.0, abs=0.3) and 3.5 < d.low < d.high < 4.5  # 3 of 75 queries more, +-2
+
+
+def test_results_on_other_episodes_are_marked_not_compared(metrics_dir):
+    baseline = report.Baseline(
+        "HEAD (abc1234)", _per_episode(metrics_dir, {"meta_gmvae": {"5way_1shot": _accuracies(5)}})
+    )
+    _per_episode(metrics_dir, {"meta_gmvae": {"5way_1shot": _accuracies(5, n=100)}})  # 100 episodes, not 200
+    assert "| 5-way 1-shot | episodes differ |" in report.build_report(metrics_dir, "abc123", baseline=baseline)
+
+
+def test_cross_way_results_get_their_own_table_with_the_paired_difference(metrics_dir):
+    own, cross = _accuracies(20, 0), _accuracies(20, -9, noise=2)
+    _per_episode(metrics_dir, {"meta_gmvae": {"20way_5shot": own}, "meta_gmvae_trained_5way": {"20way_5shot": cross}})
+    metrics = dict(
+        OMNIGLOT, meta_gmvae_trained_5way={"20way_5shot": {"accuracy": 57.3, "ci95": 0.41, "episodes": 1000}}
+    )
+    (metrics_dir / "omniglot.json").write_text(json.dumps(metrics))
+    text = report.build_report(metrics_dir, "abc123")
+    d = paired_difference(own, cross)
+    assert "Cross-way (the paper's Table 2, right)" in text
+    assert f"| 20-way 5-shot | 5-way | 57.30 ± 0.41 | 60.25 ± 0.38 | {signed(d.mean)} {interval(d)} |" in text
+    assert "| setting | Meta-GMVAE | paper | difference | pixel 1-NN |" in text  # not a column of the main table
+    assert d.high < 0 and "Paired differences" not in text  # no baseline given
+
+
+def test_no_previous_revision_is_stated_not_an_error(metrics_dir, tmp_path, monkeypatch):
+    _per_episode(metrics_dir, {"meta_gmvae": {"5way_1shot": _accuracies(5)}})
+    outside = tmp_path / "not_a_repository"
+    outside.mkdir()
+    monkeypatch.chdir(outside)
+    baseline = report.load_baseline("HEAD", metrics_dir, {})
+    assert baseline.table is None and "not a git repository" in baseline.note
+    subprocess.run(["git", "init", "-q"], cwd=outside, check=True)  # a repository without commits
+    baseline = report.load_baseline("HEAD", metrics_dir, {})
+    assert baseline.table is None and "'HEAD': neither a git revision" in baseline.note
+    text = report.build_report(metrics_dir, "abc123", baseline=baseline)
+    assert "No paired differences against `HEAD`: 'HEAD': neither a git revision" in text
+    assert "| 5-way 1-shot | 72.29 ± 1.00 |" in text
+
+
+def test_report_section_is_validated():
+    assert report.report_config({"report": {"baseline": "main"}}) == "main"
+    with pytest.raises(ConfigError, match="report: unknown key"):
+        report.report_config({"report": {"baseline": "HEAD", "basline": "main"}})
+    with pytest.raises(ConfigError, match="report.baseline = '  ': must name a git revision"):
+        report.report_config({"report": {"baseline": "  "}})

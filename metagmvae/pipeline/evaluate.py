@@ -6,13 +6,15 @@ import functools
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from metagmvae import plots
 from metagmvae.baselines import BASELINES
 from metagmvae.config import Checker, ConfigError, non_negative, positive, positive_ints, section
-from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
+from metagmvae.data.episodes import EpisodeSet, check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split, split_statistics
+from metagmvae.episode_results import EpisodeResults, cross_way_method, trained_way
 from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
 from metagmvae.io import write_csv, write_json
 from metagmvae.paper import PAPER_RESULTS
@@ -32,6 +34,7 @@ class EvalConfig:
     """One dataset's ``evaluate`` section."""
 
     models: dict[str, list[int]]  # model name -> test shots (at the model's own way)
+    cross_way: dict[str, list[int]]  # model name -> other ways it is also tested at (same shots and episodes)
     baselines: list[str]
     samples: int  # S_test
     em_iters: int  # T_s
@@ -48,6 +51,7 @@ def eval_config(params: dict, dataset: str) -> EvalConfig:
     check = Checker(section(params, "evaluate", dataset), where)
     cfg = EvalConfig(
         models=check.get("models", dict, lambda v: None if v else "must name at least one model"),
+        cross_way=check.get("cross_way", dict),
         baselines=check.get(
             "baselines", list, lambda v: None if set(v) <= set(BASELINES) else f"must be drawn from {sorted(BASELINES)}"
         ),
@@ -61,25 +65,53 @@ def eval_config(params: dict, dataset: str) -> EvalConfig:
     for name, shots in cfg.models.items():
         if problem := positive_ints(shots):
             raise ConfigError(f"{where}.models.{name} = {shots!r}: {problem}")
+    for name, ways in cfg.cross_way.items():
+        if name not in cfg.models:
+            raise ConfigError(f"{where}.cross_way.{name}: not one of {where}.models ({sorted(cfg.models)})")
+        if problem := positive_ints(ways):
+            raise ConfigError(f"{where}.cross_way.{name} = {ways!r}: {problem}")
     return cfg
 
 
 def run(
     dataset: str, params: dict, store: Path, episodes_path: Path, models_dir: Path, out_path: Path, plots_dir: Path
 ) -> dict:
-    """Score every model of ``evaluate.<dataset>`` and the baselines on the same test episodes.
+    """Score every model of ``evaluate.<dataset>`` and the baselines on the same test episodes,
+    and each model of ``cross_way`` also at those other ways (as ``meta_gmvae_trained_<K>way``).
 
     Writes ``out_path`` as ``{method: {"<W>way_<s>shot": {accuracy, ci95, episodes}}}`` with
-    accuracies in percent.
+    accuracies in percent, and every episode's result beside it
+    (:mod:`metagmvae.episode_results`: ``<folder of out_path>/episodes/<name>``).
     """
     cfg = eval_config(params, dataset)
     rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=STORES[dataset].images)
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}
+    per_episode = EpisodeResults(dataset, episodes_path)
     statistics = functools.cache(lambda: split_statistics(dataset, "train", store))
     baselines = {name: BASELINES[name](statistics) for name in cfg.baselines}
     run_params = {"dataset": dataset, **asdict(cfg)}
     embedding_source = None
+
+    def score(model, tokens: torch.Tensor, eps: EpisodeSet) -> np.ndarray:
+        return model_accuracies(
+            model,
+            rt,
+            tokens,
+            eps,
+            cfg.samples,
+            cfg.em_iters,
+            cfg.episodes_per_call,
+            cfg.seed,
+            episode_key(eps.way, eps.shot),
+        )
+
+    def record(method: str, eps: EpisodeSet, accs: np.ndarray) -> None:
+        key = episode_key(eps.way, eps.shot)
+        results.setdefault(method, {})[key] = summarize(accs)
+        per_episode.add(method, eps, accs)
+        _report(method, key, results[method][key])
+
     with start_run("evaluate", f"evaluate-{dataset}", run_params, runtime=rt) as tracker:
         for name, shots in cfg.models.items():
             encoded = {}  # checkpoint -> (model, its config, test tokens): Mini-ImageNet tests one at every shot
@@ -92,22 +124,21 @@ def run(
                 model, train_cfg, tokens = encoded[path]
                 eps = read_episodes(episodes_path, "test", train_cfg["way"], shot)
                 check_episode_shape(test.shape[0], test.shape[1], eps.way, eps.shot, eps.query)
-                key = episode_key(eps.way, shot)
-                accs = model_accuracies(
-                    model, rt, tokens, eps, cfg.samples, cfg.em_iters, cfg.episodes_per_call, cfg.seed, key
-                )
-                results["meta_gmvae"][key] = summarize(accs)
-                _report("meta_gmvae", key, results["meta_gmvae"][key])
+                record("meta_gmvae", eps, score(model, tokens, eps))
                 for baseline, predict_baseline in baselines.items():
-                    accs = episode_accuracies(predict_baseline, test, eps, cfg.episodes_per_call)
-                    results[baseline][key] = summarize(accs)
-                    _report(baseline, key, results[baseline][key])
+                    record(baseline, eps, episode_accuracies(predict_baseline, test, eps, cfg.episodes_per_call))
+                for way in cfg.cross_way.get(name, []):  # the same checkpoint at another way (K is not in it)
+                    other = read_episodes(episodes_path, "test", way, shot)
+                    check_episode_shape(test.shape[0], test.shape[1], other.way, other.shot, other.query)
+                    record(cross_way_method(train_cfg["way"]), other, score(model, tokens, other))
             if embedding_source is None:  # the first model (first checkpoint) on its last test episodes
                 embedding_source = (name, next(iter(encoded.values()))[0], eps)
         write_json(out_path, results)
+        episodes_out = per_episode.write_beside(out_path)
         paper = PAPER_RESULTS.get(dataset, {})
-        plots.accuracy_figure(results, paper, plots_dir / "accuracy.png")
-        write_csv(plots_dir / "accuracy_by_shot.csv", *plots.accuracy_by_shot_table(results, paper))
+        own_way = {method: res for method, res in results.items() if trained_way(method) is None}
+        plots.accuracy_figure(own_way, paper, plots_dir / "accuracy.png")
+        write_csv(plots_dir / "accuracy_by_shot.csv", *plots.accuracy_by_shot_table(own_way, paper))
         name, model, eps = embedding_source
         items = test[torch.as_tensor(eps.classes[0]), :EMBEDDING_POINTS_PER_CLASS]
         plots.embedding_figure(
@@ -122,6 +153,7 @@ def run(
         )
         tracker.log_metrics(result_metrics(results))
         tracker.log_artifact(out_path)
+        tracker.log_artifact(episodes_out, "episodes")
         for figure in ("accuracy.png", "embedding.png", "accuracy_by_shot.csv"):
             tracker.log_artifact(plots_dir / figure, "plots")
     return results

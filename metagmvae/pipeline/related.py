@@ -21,6 +21,7 @@ from metagmvae import plots
 from metagmvae.config import Checker, at_least, one_of, positive, positive_ints, section
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
+from metagmvae.episode_results import EpisodeResults
 from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import write_json
 from metagmvae.paper import first_published
@@ -65,7 +66,8 @@ def run(
 ) -> dict:
     """Train ``related.<name>``, write ``out_dir/model.pt`` and ``summary.json``, score every test
     setting and write ``metrics_path`` as ``{method: {"<W>way_<s>shot": {accuracy, ci95,
-    episodes}}}`` (percent) and ``plots_dir/accuracy.png`` (LASIUM also ``tasks.png``)."""
+    episodes}}}`` (percent), every episode's result beside it (:mod:`metagmvae.episode_results`)
+    and ``plots_dir/accuracy.png`` (LASIUM also ``tasks.png``)."""
     spec = related_config(params, name)
     module, cfg, dataset, method = method_module(spec["method"]), spec["cfg"], spec["dataset"], spec["method"]
     rt = make_runtime(spec["device"], spec["precision"], spec["channels_last"], convolutional=STORES[dataset].images)
@@ -83,18 +85,22 @@ def run(
         summary = module.train(cfg, rt, data, val_eps, model_path, tracker)
         predict = module.predictor(model_path, rt)
         results: dict[str, dict] = {method: {}}
+        per_episode = EpisodeResults(dataset, episodes_path)
         tick = time.perf_counter()
         for key, eps in tests.items():
-            results[method][key] = summarize(episode_accuracies(predict, test, eps, spec["episodes_per_call"]))
+            accs = episode_accuracies(predict, test, eps, spec["episodes_per_call"])
+            results[method][key] = summarize(accs)
+            per_episode.add(method, eps, accs)
             print(f"{name} {key}: {results[method][key]['accuracy']:.2f} ± {results[method][key]['ci95']:.2f}")
         summary["test_seconds"] = round(time.perf_counter() - tick, 1)
         write_json(out_dir / "summary.json", {k: v for k, v in summary.items() if not k.endswith("seconds")})
         write_json(metrics_path, results)
+        episodes_out = per_episode.write_beside(metrics_path)  # <metrics folder>/episodes/<name>.json
         plots_dir.mkdir(parents=True, exist_ok=True)
         plots.accuracy_figure(results, first_published(method, dataset), plots_dir / "accuracy.png")
         if hasattr(module, "task_figure"):
             module.task_figure(model_path, cfg, rt, plots_dir / "tasks.png")
         tracker.log_metrics(result_metrics(results) | {k: v for k, v in summary.items() if isinstance(v, int | float)})
-        for path in (metrics_path, out_dir / "summary.json", *sorted(plots_dir.glob("*.png"))):
+        for path in (metrics_path, episodes_out, out_dir / "summary.json", *sorted(plots_dir.glob("*.png"))):
             tracker.log_artifact(path)
     return results

@@ -74,7 +74,9 @@ class Config:
     steps: int  # optimisation steps (meta-training iterations) [40000]
     optimizer: str  # "sgd" (Nesterov) or "adam" [official code: sgd; paper: adam]
     lr: float  # learning rate of the meta-parameters [0.001]
-    lr_drop_steps: list[int]  # steps after which the rate is multiplied by lr_drop_factor [paper: epochs 10, 25, 50 of 60]
+    lr_drop_steps: list[
+        int
+    ]  # steps after which the rate is multiplied by lr_drop_factor [paper: epochs 10, 25, 50 of 60]
     lr_drop_factor: float  # [paper: 0.1]
     momentum: float  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
     weight_decay: float  # L2 penalty on all meta-parameters [0.0005]

@@ -39,7 +39,7 @@ def omniglot_chain(params: dict, tiny_sources, out) -> None:
 def test_omniglot_chain_twice_gives_identical_bytes(pipeline_params, tiny_sources, tmp_path):
     params = copy.deepcopy(pipeline_params)
     params["metatrain"]["omniglot_5way"]["precision"] = "bf16"  # the fast path is deterministic too
-    params["evaluate"]["omniglot"]["models"] = {"omniglot_5way": [1, 5]}
+    params["evaluate"]["omniglot"].update(models={"omniglot_5way": [1, 5]}, cross_way={"omniglot_5way": [10]})
     omniglot_chain(params, tiny_sources, tmp_path / "a")
     omniglot_chain(params, tiny_sources, tmp_path / "b")
     a, b = tree_bytes(tmp_path / "a"), tree_bytes(tmp_path / "b")
@@ -52,6 +52,7 @@ def test_omniglot_chain_twice_gives_identical_bytes(pipeline_params, tiny_source
         "models/omniglot_5way/history.json",
         "models/omniglot_5way/summary.json",
         "metrics.json",
+        "episodes/metrics.json",  # every episode's result, cross-way included
         "plots/accuracy_by_shot.csv",
     ]
     for name in compared:

@@ -1,0 +1,133 @@
+"""Training-seed spread of one configuration: N runs that differ only in their seeds.
+
+    # seeds 1 and 2 of both Omniglot models through the DVC queue (seed 0 is the committed run)
+    for s in 1 2; do
+      dvc exp run --queue -n seed$s -S metatrain.omniglot_5way.seed=$s -S metatrain.omniglot_20way.seed=$s
+    done
+    dvc queue start -j 1            # wait until `dvc queue status` shows every run as Success
+    python -m metagmvae.seeds HEAD seed1 seed2 --dataset omniglot
+    python -m metagmvae.seeds HEAD seed1 seed2 --dataset omniglot --out docs/seeds   # + seeds.json, seeds.png
+
+Reads each revision's per-episode results (as :mod:`metagmvae.compare` does) and prints, for
+every dataset, method and setting present in all of them: each seed's accuracy, the mean across
+seeds, the standard deviation across seeds, the 95% t interval of that mean (N - 1 degrees of
+freedom) and, beside them, the per-episode CI of one run (``1.96 · std / √n``, the ``ci95`` of
+the metrics files, averaged over the seeds). Refuses runs scored on different episodes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from metagmvae.compare import revision_table, select
+from metagmvae.episode_results import Table
+from metagmvae.revisions import resolve
+from metagmvae.stats import SeedSpread, seed_spread
+
+METHOD_NOTE = (
+    "std: standard deviation of the N runs' accuracies (ddof 1); ± mean: 95% t interval of the mean "
+    "across seeds (N - 1 degrees of freedom); ± episodes: per-episode CI of one run (1.96 · std / √n)"
+)
+
+
+def spreads(
+    tables: dict[str, Table], *, datasets: list[str], methods: list[str], settings: list[str]
+) -> dict[tuple[str, str, str], SeedSpread]:
+    """The seed spread of every (dataset, method, setting) found in every run's table and in the
+    filters (empty: all). tables: revision label -> its table, one per seed.
+
+    Raises ``ValueError`` when a result was scored on different episodes in two runs.
+    """
+    common = set.intersection(*(set(t) for t in tables.values()))
+    keys = select(common, datasets=datasets, methods=methods, settings=settings)
+    out = {}
+    for key in keys:
+        results = [t[key] for t in tables.values()]
+        if len({r.episodes_sha256 for r in results}) > 1:
+            sources = ", ".join(f"{r.source} ({r.episodes_sha256[:12]})" for r in results)
+            raise ValueError(f"{' '.join(key)}: the runs were scored on different episodes: {sources}")
+        out[key] = seed_spread([r.accuracies for r in results])
+    return out
+
+
+def format_spreads(rows: dict[tuple[str, str, str], SeedSpread], labels: list[str]) -> str:
+    header = ["dataset", "method", "setting", "N", "per seed", "mean", "std", "± mean", "± episodes"]
+    lines = [header]
+    for (dataset, method, setting), s in rows.items():
+        per_seed = " ".join(f"{v:.2f}" for v in s.per_seed)
+        lines.append(
+            [dataset, method, setting, str(len(s.per_seed)), per_seed, f"{s.mean:.2f}", f"{s.std:.2f}"]
+            + [f"{s.mean_half_width:.2f}", f"{s.episode_ci95:.2f}"]
+        )
+    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    body = ["  ".join(cell.ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines]
+    return f"runs (seeds in this order): {', '.join(labels)}\n{METHOD_NOTE}\n" + "\n".join(body)
+
+
+def as_records(rows: dict[tuple[str, str, str], SeedSpread]) -> list[dict]:
+    return [
+        {"dataset": d, "method": m, "setting": s, **{k: _rounded(v) for k, v in asdict(spread).items()}}
+        for (d, m, s), spread in rows.items()
+    ]
+
+
+def _rounded(value):
+    return [round(v, 4) for v in value] if isinstance(value, tuple) else round(value, 4)
+
+
+def write_outputs(rows: dict[tuple[str, str, str], SeedSpread], labels: list[str], out_dir: Path) -> None:
+    """``out_dir/seeds.json`` and ``seeds.png``, also logged to MLflow as a ``seeds`` run's artifacts."""
+    from metagmvae import plots
+    from metagmvae.io import write_json
+    from metagmvae.tracking import start_run
+
+    data, figure = out_dir / "seeds.json", out_dir / "seeds.png"
+    write_json(data, {"runs": labels, "method": METHOD_NOTE, "rows": as_records(rows)})
+    plots.seed_spread_figure(
+        [" ".join(key) for key in rows],
+        list(rows.values()),
+        f"{len(labels)} training seeds ({', '.join(labels)}), same test episodes",
+        figure,
+    )
+    with start_run("seeds", f"seeds {' '.join(labels)}", {"runs": labels}) as tracker:
+        tracker.log_metrics({f"{'/'.join(key)}/std_across_seeds": s.std for key, s in rows.items()})
+        tracker.log_artifact(data)
+        tracker.log_artifact(figure)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("revisions", nargs="+", help="one run per seed: git revisions, DVC experiment names, workspace")
+    parser.add_argument("--dataset", action="append", default=[], help="only this dataset (repeatable)")
+    parser.add_argument("--method", action="append", default=[], help="only this method (repeatable)")
+    parser.add_argument("--setting", action="append", default=[], help="only this setting, e.g. 5way_1shot")
+    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    parser.add_argument("--out", type=Path, help="also write seeds.json and seeds.png here (and to MLflow)")
+    args = parser.parse_args(argv)
+    repo = Path.cwd()
+    try:
+        if len(args.revisions) < 2:
+            raise ValueError("give at least two runs (one per seed)")
+        revisions = [resolve(name, repo) for name in args.revisions]
+        if len({r.commit for r in revisions}) < len(revisions):
+            raise ValueError(f"the same run is named twice: {[r.label for r in revisions]}")
+        tables = {r.label: revision_table(r, repo) for r in revisions}
+        rows = spreads(tables, datasets=args.dataset, methods=args.method, settings=args.setting)
+        if not rows:
+            raise ValueError(f"nothing to aggregate: no per-episode results common to {list(tables)}")
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    labels = list(tables)
+    print(json.dumps(as_records(rows), indent=2) if args.json else format_spreads(rows, labels))
+    if args.out:
+        write_outputs(rows, labels, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
