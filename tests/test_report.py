@@ -2,11 +2,14 @@
 README block copied from it."""
 
 import json
+import re
 
 import pytest
+import yaml
 from conftest import REPO
 
 from metagmvae import report
+from metagmvae.paper import PAPER_RESULTS, RELATED_PAPER_RESULTS
 from metagmvae.plots import accuracy_by_shot_table
 
 OMNIGLOT = {
@@ -31,11 +34,33 @@ def metrics_dir(tmp_path):
     return tmp_path
 
 
+def paper_cell(dataset: str, key: str) -> tuple[str, float]:
+    """The paper's value as the table prints it, and the accuracy (from :mod:`metagmvae.paper`)."""
+    accuracy, ci = PAPER_RESULTS[dataset][key]
+    return f"{accuracy:.2f} ± {ci:.2f}", accuracy
+
+
 def test_table_rows_hold_accuracy_paper_difference_and_baselines():
     lines = report.results_table("omniglot", OMNIGLOT).splitlines()
     assert lines[0] == "| setting | Meta-GMVAE | paper | difference | pixel 1-NN |"
-    assert lines[2] == "| 5-way 1-shot | 72.29 ± 1.00 | 94.92 ± 0.42 | -22.63 | 45.33 ± 0.58 |"
-    assert lines[3] == "| 20-way 5-shot | 60.25 ± 0.38 | 90.61 ± 0.19 | -30.36 | 47.00 ± 0.29 |"  # ordered by way, shot
+    paper, published = paper_cell("omniglot", "5way_1shot")
+    assert lines[2] == f"| 5-way 1-shot | 72.29 ± 1.00 | {paper} | {72.29 - published:+.2f} | 45.33 ± 0.58 |"
+    paper, published = paper_cell("omniglot", "20way_5shot")  # rows ordered by way, then shot
+    assert lines[3] == f"| 20-way 5-shot | 60.25 ± 0.38 | {paper} | {60.25 - published:+.2f} | 47.00 ± 0.29 |"
+    assert len(lines) == 4
+
+
+def test_committed_report_is_built_from_the_committed_metrics():
+    """metrics/report.md is exactly what the report stage builds from metrics/*.json,
+    metrics/related/*.json and metrics/time/*.json (at the commit it names)."""
+    text = (REPO / "metrics" / "report.md").read_text()
+    commit = re.search(r"at commit `([^`]+)`", text)[1]
+    related = yaml.safe_load((REPO / "params.yaml").read_text()).get("related", {})
+    assert report.build_report(REPO / "metrics", commit, related) == text
+    # and the numbers in it are the metrics files' own
+    omniglot = json.loads((REPO / "metrics" / "omniglot.json").read_text())
+    result = omniglot["meta_gmvae"]["5way_1shot"]
+    assert f"| 5-way 1-shot | {result['accuracy']:.2f} ± {result['ci95']:.2f} |" in text
 
 
 def test_report_lists_stage_times_device_and_commit(metrics_dir):
@@ -64,13 +89,15 @@ def test_committed_readme_agrees_with_the_committed_report():
 
 
 def test_accuracy_by_shot_table_has_a_column_per_method_and_way():
-    header, rows = accuracy_by_shot_table(OMNIGLOT, {"5way_1shot": (94.92, 0.42), "20way_5shot": (90.61, 0.19)})
+    paper = {key: PAPER_RESULTS["omniglot"][key] for key in ("5way_1shot", "20way_5shot")}
+    header, rows = accuracy_by_shot_table(OMNIGLOT, paper)
     assert header == ["shot", "meta_gmvae_5way", "pixel_1nn_5way", "paper_5way"] + [
         "meta_gmvae_20way",
         "pixel_1nn_20way",
         "paper_20way",
     ]
-    assert rows == [[1, 72.29, 45.33, 94.92, None, None, None], [5, None, None, None, 60.25, 47.0, 90.61]]
+    one, five = paper["5way_1shot"][0], paper["20way_5shot"][0]
+    assert rows == [[1, 72.29, 45.33, one, None, None, None], [5, None, None, None, 60.25, 47.0, five]]
 
 
 def test_related_methods_join_their_dataset_with_their_own_papers_values(metrics_dir):
@@ -87,9 +114,13 @@ def test_related_methods_join_their_dataset_with_their_own_papers_values(metrics
     text = report.build_report(metrics_dir, "abc123", related)
     omniglot = text[text.index("### Omniglot") : text.index("### Mini-ImageNet")]
     assert "| setting | Meta-GMVAE | paper | difference | pixel 1-NN | LASIUM |" in omniglot
-    assert "| 5-way 1-shot | 72.29 ± 1.00 | 94.92 ± 0.42 | -22.63 | 45.33 ± 0.58 | 60.50 ± 0.90 |" in omniglot
-    assert "| LASIUM | 5-way 1-shot | 60.50 ± 0.90 | 80.15 |" in omniglot  # the paper quotes no CI
+    paper, published = paper_cell("omniglot", "5way_1shot")
+    row = f"| 5-way 1-shot | 72.29 ± 1.00 | {paper} | {72.29 - published:+.2f} | 45.33 ± 0.58 | 60.50 ± 0.90 |"
+    assert row in omniglot
+    lasium_paper, no_ci = RELATED_PAPER_RESULTS["lasium"]["omniglot"]["5way_1shot"]
+    assert no_ci is None and f"| LASIUM | 5-way 1-shot | 60.50 ± 0.90 | {lasium_paper:.2f} |" in omniglot
     mini = text[text.index("### Mini-ImageNet") : text.index("## Wall time")]
-    assert "| 5-way 1-shot | - | 42.82 ± 0.56 | - | 29.26 ± 0.45 |" in mini
-    assert "| SIB (supervised, transductive) | 5-way 1-shot | 29.26 ± 0.45 | 70.00 ± 0.60 |" in mini
+    assert f"| 5-way 1-shot | - | {paper_cell('mini_imagenet', '5way_1shot')[0]} | - | 29.26 ± 0.45 |" in mini
+    sib_paper = "{:.2f} ± {:.2f}".format(*RELATED_PAPER_RESULTS["sib"]["mini_imagenet"]["5way_1shot"])
+    assert f"| SIB (supervised, transductive) | 5-way 1-shot | 29.26 ± 0.45 | {sib_paper} |" in mini
     assert "so a row measures the meta-learner, not the backbone" in text
