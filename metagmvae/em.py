@@ -12,7 +12,6 @@ variances are computed around a per-episode centre and floored at ``var_floor``.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import torch
@@ -36,16 +35,13 @@ def _fp32(*tensors: torch.Tensor) -> list[torch.Tensor]:
     return [t.float() for t in tensors]
 
 
-def full_precision(fn):
-    """Run ``fn`` with autocast disabled on its first tensor's device: float32 inputs stay float32
-    inside matmuls even when the caller autocasts to bfloat16."""
+def full_precision(device: torch.device) -> torch.autocast:
+    """A context with autocast disabled on ``device``: float32 inputs stay float32 inside matmuls
+    even when the caller autocasts to bfloat16.
 
-    @functools.wraps(fn)
-    def wrapper(z: torch.Tensor, *args, **kwargs):
-        with torch.autocast(z.device.type, enabled=False):
-            return fn(z, *args, **kwargs)
-
-    return wrapper
+    Entered inside each function rather than applied as a decorator: mutation testing
+    (``scripts/mutation.sh``) cannot mutate decorated functions."""
+    return torch.autocast(device.type, enabled=False)
 
 
 def random_init_indices(
@@ -57,8 +53,6 @@ def random_init_indices(
     return noise.topk(k, dim=1).indices
 
 
-@torch.no_grad()
-@full_precision
 def unsupervised_em(
     z: torch.Tensor,
     k: int,
@@ -78,36 +72,35 @@ def unsupervised_em(
     Returns:
         ``(pi [E, K], mu [E, K, D])``, float32.
     """
-    (z,) = _fp32(z.detach())
-    e, n, d = z.shape
-    idx = random_init_indices(n, k, e, z.device, generator)
-    mu = torch.gather(z, 1, idx.unsqueeze(-1).expand(e, k, d))
-    pi = torch.full((e, k), 1.0 / k, device=z.device)
-    z_sq = z.pow(2).sum(-1, keepdim=True)
-    for _ in range(iters):
-        logits = pi.clamp_min(EPS).log().unsqueeze(1) - 0.5 * squared_distances(z, mu, z_sq)
-        resp = logits.softmax(-1)  # [E, N, K]
-        nk = resp.sum(1)  # [E, K]
-        if not fix_pi:
-            pi = nk / nk.sum(-1, keepdim=True)
-        mu = torch.bmm(resp.transpose(1, 2), z) / nk.clamp_min(EPS).unsqueeze(-1)
-    return pi, mu
+    with torch.no_grad(), full_precision(z.device):
+        (z,) = _fp32(z.detach())
+        e, n, d = z.shape
+        idx = random_init_indices(n, k, e, z.device, generator)
+        mu = torch.gather(z, 1, idx.unsqueeze(-1).expand(e, k, d))
+        pi = torch.full((e, k), 1.0 / k, device=z.device)
+        z_sq = z.pow(2).sum(-1, keepdim=True)
+        for _ in range(iters):
+            logits = pi.clamp_min(EPS).log().unsqueeze(1) - 0.5 * squared_distances(z, mu, z_sq)
+            resp = logits.softmax(-1)  # [E, N, K]
+            nk = resp.sum(1)  # [E, K]
+            if not fix_pi:
+                pi = nk / nk.sum(-1, keepdim=True)
+            mu = torch.bmm(resp.transpose(1, 2), z) / nk.clamp_min(EPS).unsqueeze(-1)
+        return pi, mu
 
 
-@full_precision
 def gmm_log_density(z: torch.Tensor, pi: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     """``log sum_k pi_k N(z; mu_k, I)``: z ``[E, N, D]``, pi ``[E, K]``, mu ``[E, K, D]`` -> ``[E, N]``.
 
     Differentiable in ``z`` (pi and mu are constants from EM). Computed in float32.
     """
-    z, pi, mu = _fp32(z, pi, mu)
-    d = z.shape[-1]
-    logits = pi.clamp_min(EPS).log().unsqueeze(1) - 0.5 * squared_distances(z, mu)
-    return torch.logsumexp(logits, dim=-1) - 0.5 * d * LOG_2PI
+    with full_precision(z.device):
+        z, pi, mu = _fp32(z, pi, mu)
+        d = z.shape[-1]
+        logits = pi.clamp_min(EPS).log().unsqueeze(1) - 0.5 * squared_distances(z, mu)
+        return torch.logsumexp(logits, dim=-1) - 0.5 * d * LOG_2PI
 
 
-@torch.no_grad()
-@full_precision
 def semi_supervised_em(
     z_support: torch.Tensor,
     y_support: torch.Tensor,
@@ -133,31 +126,32 @@ def semi_supervised_em(
     Returns:
         ``[E, U, K]`` float32 posteriors of every query point.
     """
-    z_support, z_query = _fp32(z_support, z_query)
-    # Centre each episode: variances and distances below use expanded sums of squares, whose
-    # cancellation error scales with |z|^2; centring keeps it at the scale of the spread.
-    centre = z_support.mean(1, keepdim=True)
-    z_support, z_query = z_support - centre, z_query - centre
-    onehot = torch.nn.functional.one_hot(y_support, k).to(z_support.dtype)  # [E, L, K]
-    n_lab = onehot.sum(1)  # [E, K]
-    sum_lab = torch.bmm(onehot.transpose(1, 2), z_support)  # [E, K, D]
-    mu = sum_lab / n_lab.unsqueeze(-1)
-    log_pi = -math.log(k)
-    if iters < 1:
-        raise ValueError(f"semi-supervised EM needs at least one iteration, got {iters}")
-    query_sq = z_query.pow(2)  # [E, U, D], reused by every E-step and the variances
-    query_sq_sum = query_sq.sum(-1, keepdim=True)
-    for _ in range(iters):
-        resp = (log_pi - 0.5 * squared_distances(z_query, mu, query_sq_sum)).softmax(-1)  # [E, U, K]
-        nk = n_lab + resp.sum(1)
-        mu = (sum_lab + torch.bmm(resp.transpose(1, 2), z_query)) / nk.unsqueeze(-1)
-    # Diagonal variances after the last M-step (only they use sigma^2; spec section 9.4).
-    sq_lab = torch.bmm(onehot.transpose(1, 2), z_support.pow(2))
-    sq_unl = torch.bmm(resp.transpose(1, 2), query_sq)
-    sum_w_z = sum_lab + torch.bmm(resp.transpose(1, 2), z_query)
-    var = (sq_lab + sq_unl - 2.0 * mu * sum_w_z) / nk.unsqueeze(-1) + mu.pow(2)
-    var = var.clamp_min(var_floor)  # [E, K, D]
-    return diagonal_gaussian_posterior(z_query, mu, var, query_sq)
+    with torch.no_grad(), full_precision(z_support.device):
+        z_support, z_query = _fp32(z_support, z_query)
+        # Centre each episode: variances and distances below use expanded sums of squares, whose
+        # cancellation error scales with |z|^2; centring keeps it at the scale of the spread.
+        centre = z_support.mean(1, keepdim=True)
+        z_support, z_query = z_support - centre, z_query - centre
+        onehot = torch.nn.functional.one_hot(y_support, k).to(z_support.dtype)  # [E, L, K]
+        n_lab = onehot.sum(1)  # [E, K]
+        sum_lab = torch.bmm(onehot.transpose(1, 2), z_support)  # [E, K, D]
+        mu = sum_lab / n_lab.unsqueeze(-1)
+        log_pi = -math.log(k)
+        if iters < 1:
+            raise ValueError(f"semi-supervised EM needs at least one iteration, got {iters}")
+        query_sq = z_query.pow(2)  # [E, U, D], reused by every E-step and the variances
+        query_sq_sum = query_sq.sum(-1, keepdim=True)
+        for _ in range(iters):
+            resp = (log_pi - 0.5 * squared_distances(z_query, mu, query_sq_sum)).softmax(-1)  # [E, U, K]
+            nk = n_lab + resp.sum(1)
+            mu = (sum_lab + torch.bmm(resp.transpose(1, 2), z_query)) / nk.unsqueeze(-1)
+        # Diagonal variances after the last M-step (only they use sigma^2; spec section 9.4).
+        sq_lab = torch.bmm(onehot.transpose(1, 2), z_support.pow(2))
+        sq_unl = torch.bmm(resp.transpose(1, 2), query_sq)
+        sum_w_z = sum_lab + torch.bmm(resp.transpose(1, 2), z_query)
+        var = (sq_lab + sq_unl - 2.0 * mu * sum_w_z) / nk.unsqueeze(-1) + mu.pow(2)
+        var = var.clamp_min(var_floor)  # [E, K, D]
+        return diagonal_gaussian_posterior(z_query, mu, var, query_sq)
 
 
 def diagonal_gaussian_posterior(

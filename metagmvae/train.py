@@ -146,6 +146,28 @@ def validate(
     return out
 
 
+def keep_best(
+    best: dict[int, float],
+    accuracies: dict[int, float],
+    *,
+    model: MetaGMVAE,
+    cfg: TrainConfig,
+    step: int,
+    folder: Path,
+) -> None:
+    """Checkpoint selection: for every validation shot whose accuracy (%) at ``step`` beats
+    ``best[shot]`` (strictly, so a tie keeps the earlier step), record it in ``best`` and save the
+    model's current weights with the configuration, the step and the accuracy as
+    ``folder/best_<shot>shot.pt``."""
+    for shot, acc in accuracies.items():
+        if acc > best[shot]:
+            best[shot] = acc
+            checkpoint.save(
+                folder / f"best_{shot}shot.pt",
+                {"model": model.state_dict(), "config": asdict(cfg), "step": step, "val_accuracy": acc},
+            )
+
+
 def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
     return {"generator": gen.get_state(), "torch": torch.get_rng_state()}
 
@@ -276,17 +298,7 @@ def train(
             history.val_step.append(step)
             for shot, acc in accs.items():
                 history.val.setdefault(f"{shot}shot", []).append(acc)
-                if acc > best[shot]:
-                    best[shot] = acc
-                    checkpoint.save(
-                        resume_dir / f"best_{shot}shot.pt",
-                        {
-                            "model": model.state_dict(),
-                            "config": asdict(cfg),
-                            "step": step,
-                            "val_accuracy": acc,
-                        },
-                    )
+            keep_best(best, accs, model=model, cfg=cfg, step=step, folder=resume_dir)
             run.log_metrics({f"val/{s}shot_accuracy": a for s, a in accs.items()}, step=step)
             bar.write(f"step {step}: validation " + ", ".join(f"{s}-shot {a:.2f}%" for s, a in accs.items()))
             save_state()

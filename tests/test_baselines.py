@@ -61,3 +61,34 @@ def test_nearest_neighbour_picks_the_closest_support_point():
     labels = torch.tensor([[2, 0, 1]])
     query = torch.tensor([[[1.0, 1.0], [9.0, 1.0], [1.0, 8.0], [6.0, 0.0]]])
     assert nearest_neighbour()(support, labels, query, 3).tolist() == [[2, 0, 1, 0]]
+
+
+def test_nearest_neighbour_is_the_argmin_of_the_euclidean_distance():
+    gen = torch.Generator().manual_seed(3)
+    support = torch.randn(6, 10, 12, generator=gen) * torch.linspace(0.1, 3.0, 10).view(1, 10, 1)  # unequal norms
+    labels = torch.randint(0, 5, (6, 10), generator=gen)
+    query = torch.randn(6, 40, 12, generator=gen)
+    want = torch.gather(labels, 1, torch.cdist(query.double(), support.double()).argmin(-1))
+    assert torch.equal(nearest_neighbour()(support, labels, query, 5), want)
+
+
+def test_logistic_regression_is_the_fit_on_standardised_features():
+    """Predictions equal the argmax of W q + b with (W, b) fitted on the support features minus the
+    training mean over the training std (a std of 0 left at 1), at the given C."""
+    gen = torch.Generator().manual_seed(4)
+    centres = torch.randn(5, 6, generator=gen, dtype=torch.float64)
+    support = (centres[:, None] + 0.5 * torch.randn(5, 2, 6, generator=gen, dtype=torch.float64)).reshape(1, 10, 6)
+    query = (centres[:, None] + 0.5 * torch.randn(5, 8, 6, generator=gen, dtype=torch.float64)).reshape(1, 40, 6)
+    support[..., 5] = query[..., 5] = 2.0  # a constant feature
+    ys = torch.arange(5).repeat_interleave(2).view(1, 10)
+    mean = torch.tensor([0.3, -0.2, 0.1, 0.5, -1.0, 2.0], dtype=torch.float64)
+    std = torch.tensor([0.2, 0.5, 3.0, 1.5, 0.05, 0.0], dtype=torch.float64)  # below and above 1, and 0
+    for c in (1.0, 0.05):
+        pred = logistic_regression(lambda: (mean.numpy(), std.numpy()), c=c)(support, ys, query, 5)
+        sd = torch.where(std > 0, std, torch.ones_like(std))
+        w, b = fit_logistic_regression((support - mean) / sd, ys, 5, c=c)
+        logits = ((query - mean) / sd) @ w.transpose(1, 2) + b.unsqueeze(1)
+        assert torch.isfinite(logits).all()
+        assert torch.equal(pred, logits.argmax(-1)), c
+    default = logistic_regression(lambda: (mean.numpy(), std.numpy()))(support, ys, query, 5)
+    assert torch.equal(default, logistic_regression(lambda: (mean.numpy(), std.numpy()), c=1.0)(support, ys, query, 5))

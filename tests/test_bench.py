@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
+
+import torch
 
 from metagmvae import bench
+from metagmvae.runtime import Runtime
 
 FAKE_MODEL = """
 import time
@@ -92,3 +96,29 @@ def test_table_states_what_each_variant_ran_as_and_the_ratio_to_the_official_cod
     lines = bench.table(rows).splitlines()
     assert lines[2].split()[2] == "bf16+CL" and lines[2].split()[-2:] == ["0.2", "0.25"]
     assert lines[3].split()[-2:] == ["-", "-"]  # no official measurement for this case
+
+
+def test_each_timed_step_runs_the_work_after_the_warm_up():
+    calls = []
+
+    def work():
+        calls.append(len(calls))
+        time.sleep(0.05)
+
+    seconds = bench._timed(work, torch.device("cpu"), warmup=2, steps=3)
+    assert len(calls) == 5 and len(seconds) == 3
+    assert all(0.05 <= s < 1.0 for s in seconds), seconds  # each timed call did the 50 ms of work
+
+
+def test_a_training_case_times_the_training_step_itself(monkeypatch):
+    """The Meta-GMVAE case times ``train.train_step`` on the paper's batch, once per timed step."""
+    steps = []
+
+    def slow_step(model, optimizer, x, **setting):
+        steps.append((tuple(x.shape), setting["way"], setting["samples"]))
+        time.sleep(0.05)
+
+    monkeypatch.setattr("metagmvae.train.train_step", slow_step)
+    seconds = bench.bench_train("omniglot_5way", Runtime(torch.device("cpu"), "fp32"), warmup=1, steps=2)
+    assert steps == [((4, 200, 1, 28, 28), 5, 32)] * 3  # the paper's B, M, way and S
+    assert len(seconds) == 2 and all(s >= 0.05 for s in seconds)

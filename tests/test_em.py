@@ -2,13 +2,14 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from metagmvae import em
 
 
-def reference_unsupervised_em(z, mu, iters):
+def reference_unsupervised_em(z, mu, iters, fix_pi=False):
     """Textbook EM with identity covariances, one episode, explicit [N, K, D] differences."""
     k = mu.shape[0]
     pi = torch.full((k,), 1.0 / k, dtype=z.dtype)
@@ -16,7 +17,8 @@ def reference_unsupervised_em(z, mu, iters):
         d2 = ((z[:, None, :] - mu[None]) ** 2).sum(-1)
         r = torch.softmax(pi.log() - 0.5 * d2, dim=1)
         nk = r.sum(0)
-        pi = nk / nk.sum()
+        if not fix_pi:
+            pi = nk / nk.sum()
         mu = (r.T @ z) / nk[:, None]
     return pi, mu
 
@@ -75,15 +77,54 @@ def test_recovers_means_and_weights_of_a_known_mixture():
         assert (fitted_mu - means[e]).abs().max() < 0.3
 
 
-def test_batched_em_matches_plain_reference():
+@pytest.mark.parametrize("fix_pi", [False, True])
+def test_batched_em_matches_plain_reference(monkeypatch, fix_pi):
+    """From initial points the test chooses itself (not the module's own draw), batched EM with
+    free or fixed mixing weights equals the textbook EM of each episode."""
     gen = torch.Generator().manual_seed(1)
     z = torch.randn(4, 500, 16, generator=gen) * 3
-    pi, mu = em.unsupervised_em(z, 5, iters=10, generator=torch.Generator().manual_seed(7))
-    init = em.random_init_indices(500, 5, 4, z.device, torch.Generator().manual_seed(7))
+    chosen = torch.stack([torch.from_numpy(np.random.default_rng(e).choice(500, 5, replace=False)) for e in range(4)])
+    draws = []
+
+    def chosen_points(n_points, k, batch, device, generator):
+        draws.append((n_points, k, batch, generator))
+        return chosen
+
+    monkeypatch.setattr(em, "random_init_indices", chosen_points)
+    seeded = torch.Generator().manual_seed(7)
+    pi, mu = em.unsupervised_em(z, 5, iters=10, generator=seeded, fix_pi=fix_pi)
+    assert draws == [(500, 5, 4, seeded)]  # K starts per episode, from the caller's generator
     for e in range(4):
-        ref_pi, ref_mu = reference_unsupervised_em(z[e].double(), z[e, init[e]].double(), 10)
+        ref_pi, ref_mu = reference_unsupervised_em(z[e].double(), z[e, chosen[e]].double(), 10, fix_pi)
         assert torch.allclose(pi[e].double(), ref_pi, atol=1e-4)
         assert torch.allclose(mu[e].double(), ref_mu, atol=1e-4)
+    if fix_pi:
+        assert torch.equal(pi, torch.full((4, 5), 0.2))
+    else:  # re-estimated, the weights of the components of this unstructured cloud differ
+        assert (pi - 0.2).abs().max() > 0.05
+
+
+def test_fixed_weights_change_the_fitted_means_of_an_unbalanced_mixture():
+    """fix_pi keeps pi uniform during EM: on a 90 / 10 mixture of overlapping components the
+    uniform prior pulls points towards the small component, so its mean moves."""
+    gen = torch.Generator().manual_seed(5)
+    big, small = torch.randn(1, 900, 2, generator=gen), torch.randn(1, 100, 2, generator=gen) + 2.0
+    z = torch.cat([big, small], 1)
+    init = torch.Generator().manual_seed(0)
+    free_pi, free_mu = em.unsupervised_em(z, 2, iters=30, generator=init)
+    fixed_pi, fixed_mu = em.unsupervised_em(z, 2, iters=30, generator=torch.Generator().manual_seed(0), fix_pi=True)
+    assert torch.equal(fixed_pi, torch.full((1, 2), 0.5)) and not torch.allclose(free_pi, fixed_pi, atol=0.05)
+    assert (free_mu - fixed_mu).abs().max() > 0.1
+
+
+def test_initial_indices_are_uniform_over_the_points_and_follow_the_generator():
+    idx = em.random_init_indices(6, 3, 20_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    counts = torch.bincount(idx.flatten(), minlength=6).double()
+    # each point starts a component in half of the rows: 10,000 +- 71 (binomial sd) per point
+    assert ((counts - 10_000).abs() < 5 * 71).all(), counts
+    again = em.random_init_indices(6, 3, 20_000, torch.device("cpu"), torch.Generator().manual_seed(0))
+    other = em.random_init_indices(6, 3, 20_000, torch.device("cpu"), torch.Generator().manual_seed(1))
+    assert torch.equal(idx, again) and not torch.equal(idx, other)
 
 
 def test_initial_means_are_distinct_points():

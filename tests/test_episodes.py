@@ -70,20 +70,37 @@ def test_episode_file_round_trip_and_identical_bytes(tmp_path):
     sets = {
         ("test", 5, 1): ep.sample_episodes(ep.episode_rng(0, "test", 5, 1), 10, 40, 20, 5, 1, 15),
         ("val", 20, 5): ep.sample_episodes(ep.episode_rng(0, "val", 20, 5), 10, 40, 20, 20, 5, 15),
+        ("val", 5, 2): ep.sample_episodes(ep.episode_rng(0, "val", 5, 2), 3, 40, 20, 5, 2, 4),
     }
     ep.write_episodes(tmp_path / "a.h5", sets, {"seed": 0})
     ep.write_episodes(tmp_path / "b.h5", sets, {"seed": 0})
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
-    back = ep.read_episodes(tmp_path / "a.h5", "val", 20, 5)
-    assert np.array_equal(back.classes, sets[("val", 20, 5)].classes) and back.query == 15
+    for (split, way, shot), written in sets.items():
+        back = ep.read_episodes(tmp_path / "a.h5", split, way, shot)
+        assert back.classes.dtype == back.instances.dtype == np.int64
+        assert np.array_equal(back.classes, written.classes) and np.array_equal(back.instances, written.instances)
+        assert (back.shot, back.query, back.way, len(back)) == (shot, written.query, way, len(written))
     with pytest.raises(ValueError, match="no episodes 'test/20way_1shot'"):
         ep.read_episodes(tmp_path / "a.h5", "test", 20, 1)
 
 
 def test_training_batches_draw_with_replacement_from_the_pool():
-    pool = torch.arange(10).float().view(10, 1)
+    pool = torch.arange(10).float().view(10, 1)  # each row holds its own index
     batch = ep.sample_training_batch(pool, 4, 50, torch.Generator().manual_seed(0))
     assert batch.shape == (4, 50, 1)
-    assert len(torch.unique(batch[0])) < 50  # 50 draws from 10 rows must repeat
     again = ep.sample_training_batch(pool, 4, 50, torch.Generator().manual_seed(0))
-    assert torch.equal(batch, again)
+    other = ep.sample_training_batch(pool, 4, 50, torch.Generator().manual_seed(1))
+    assert torch.equal(batch, again) and not torch.equal(batch, other)
+
+
+def test_training_batches_are_uniform_independent_draws():
+    """2000 episodes of 5 points from a pool of 10: every row is drawn equally often, and an
+    episode has 5 distinct rows with the with-replacement probability 10 * 9 * 8 * 7 * 6 / 10^5."""
+    pool = torch.arange(10).float().view(10, 1)
+    rows = ep.sample_training_batch(pool, 2000, 5, torch.Generator().manual_seed(0))[..., 0].long()
+    counts = torch.bincount(rows.flatten(), minlength=10).double()
+    assert ((counts - 1000).abs() < 5 * 30).all(), counts  # binomial sd sqrt(10000 * 0.1 * 0.9) = 30
+    distinct = torch.tensor([len(set(r.tolist())) == 5 for r in rows]).double().mean()
+    assert abs(distinct - 0.3024) < 5 * 0.0103, distinct  # without replacement it would be 1
+    first, second = rows[:, 0], rows[:, 1]  # consecutive draws independent: equal 1 time in 10
+    assert abs((first == second).double().mean() - 0.1) < 5 * 0.0067

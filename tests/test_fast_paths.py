@@ -21,11 +21,29 @@ RUNTIMES = {
 }
 
 
+def what_ran(model: torch.nn.Module) -> tuple[set, list]:
+    """Forward hooks recording, during a step, the output dtype of every convolution and linear
+    layer and, for the image encoder's convolutions, whether their output is channels-last."""
+    dtypes, layouts = set(), []
+
+    def record(module, args, output):
+        dtypes.add(output.dtype)
+        if isinstance(module, torch.nn.Conv2d):
+            layouts.append(output.is_contiguous(memory_format=torch.channels_last) and not output.is_contiguous())
+
+    for module in model.modules():
+        if isinstance(module, (torch.nn.Conv2d, torch.nn.ConvTranspose2d, torch.nn.Linear)):
+            module.register_forward_hook(record)
+    return dtypes, layouts
+
+
 def one_step(rt: Runtime, x: torch.Tensor, state: dict):
-    """Loss terms and gradients of one training step from the same weights and noise."""
+    """Loss terms and gradients of one training step from the same weights and noise; checks that
+    the step ran in the runtime's precision and memory format."""
     model = build_model(PIXELS)
     model.load_state_dict(state)
     model = rt.prepare(model).train()
+    dtypes, layouts = what_ran(model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)  # keep the weights: compare gradients
     losses = train_step(
         model,
@@ -41,6 +59,12 @@ def one_step(rt: Runtime, x: torch.Tensor, state: dict):
         step=1,
     )
     grads = torch.cat([p.grad.flatten().float() for p in model.parameters()])
+    assert dtypes == {torch.bfloat16 if rt.precision == "bf16" else torch.float32}, (rt, dtypes)
+    assert len(layouts) == 4 and set(layouts) == {rt.channels_last}, (rt, layouts)  # the encoder's 4 convolutions
+    # (a weight with one input channel is both layouts at once)
+    conv_weights = [m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1]
+    assert [w.is_contiguous(memory_format=torch.channels_last) for w in conv_weights] == [rt.channels_last] * 3
+    assert losses.kl.dtype == losses.rec.dtype == torch.float32  # the loss terms stay float32
     return {k: getattr(losses, k).item() for k in ("loss", "rec", "kl")}, grads
 
 

@@ -4,8 +4,10 @@ import math
 
 import pytest
 import torch
+from torch.distributions import Bernoulli, Normal
 
-from metagmvae.models import build_model
+from metagmvae import em
+from metagmvae.models import MetaGMVAE, build_model
 from metagmvae.models.gmvae import parameter_count
 from metagmvae.models.set_encoder import SelfAttentionBlock
 
@@ -75,6 +77,74 @@ def test_loss_terms_and_gradients():
     losses.loss.backward()
     grads = [p.grad for p in model.parameters()]
     assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def independent_posterior(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and standard deviation of q(z | x, set), float64, from the networks themselves: the
+    head's first ``latent`` outputs are the mean, the rest the log-variance."""
+    b, m = x.shape[:2]
+    with torch.no_grad():
+        stats = model.head(model.set_encoder(model.encoder(x.flatten(0, 1)).view(b, m, -1))).double()
+    return stats[..., : model.latent], (0.5 * stats[..., model.latent :]).exp()
+
+
+@pytest.mark.parametrize("samples_decoder", [3, 2])
+def test_kl_and_reconstruction_equal_an_independent_computation_at_fixed_noise(monkeypatch, samples_decoder):
+    """At fixed noise and a fixed EM prior, the loss terms equal torch.distributions' densities:
+    KL = mean over all B x M x S draws of log q(z | x) - log sum_k pi_k N(z; mu_k, I), and the
+    reconstruction the Bernoulli NLL of the first S_rec draws of every point."""
+    torch.manual_seed(0)
+    model = build_model(PIXELS).eval()  # BatchNorm running statistics: the same posterior on every call
+    gen = torch.Generator().manual_seed(1)
+    b, m, s, k = 2, 6, 3, 3
+    x = (torch.rand(b, m, 1, 28, 28, generator=gen) > 0.7).float()
+    noise = torch.randn(b, m, s, 64, generator=gen)
+    pi = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.3, 0.1]])
+    mu = 0.5 * torch.randn(b, k, 64, generator=gen)
+    fitted = []
+
+    def fixed_prior(z, components, iters, generator, fix_pi):
+        fitted.append((tuple(z.shape), components, iters, fix_pi))
+        return pi, mu
+
+    monkeypatch.setattr(em, "unsupervised_em", fixed_prior)
+    losses = model.loss(x, components=k, samples=s, samples_decoder=samples_decoder, em_iters=4, noise=noise)
+    assert fitted == [((b, m * s, 64), k, 4, False)]  # the prior is fitted to every draw of every point
+
+    mean, std = independent_posterior(model, x)
+    z = mean.unsqueeze(2) + std.unsqueeze(2) * noise.double()  # [B, M, S, D]
+    log_q = Normal(mean.unsqueeze(2), std.unsqueeze(2)).log_prob(z).sum(-1)
+    log_components = Normal(mu.double()[:, None, None], 1.0).log_prob(z.unsqueeze(3)).sum(-1)  # [B, M, S, K]
+    log_p = torch.logsumexp(pi.double().log()[:, None, None] + log_components, -1)
+    kl = (log_q - log_p).mean()
+    assert kl > 5  # far from 0 (7.4 here): a sign error cannot hide
+    assert losses.kl.item() == pytest.approx(kl.item(), rel=1e-5)
+
+    decoded = z[:, :, :samples_decoder].reshape(-1, 64).float()
+    with torch.no_grad():
+        logits = model.decoder(decoded).double()
+    target = x.unsqueeze(2).expand(b, m, samples_decoder, 1, 28, 28).reshape(-1, 1, 28, 28).double()
+    rec = -Bernoulli(logits=logits).log_prob(target).flatten(1).sum(1).mean()
+    assert losses.rec.item() == pytest.approx(rec.item(), rel=1e-5)
+    assert losses.loss.item() == pytest.approx(rec.item() + kl.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("samples_decoder", [0, 4])
+def test_more_decoder_samples_than_drawn_or_none_are_refused(samples_decoder):
+    model = build_model(FEATURES)
+    with pytest.raises(ValueError, match=f"samples_decoder = {samples_decoder}: must be in \\[1, samples = 3\\]"):
+        model.loss(torch.rand(1, 5, 256), components=2, samples=3, samples_decoder=samples_decoder, em_iters=1)
+
+
+def test_draws_are_mean_plus_standard_deviation_times_the_noise():
+    mean, noise = torch.zeros(2, 5, 4), torch.randn(2, 5, 3, 4)
+    z, eps = MetaGMVAE.sample(mean + 1.0, torch.full_like(mean, math.log(4.0)), 3, eps=noise)
+    assert eps is noise and torch.allclose(z, 1.0 + 2.0 * noise)  # mean + exp(logvar / 2) * eps
+    z, eps = MetaGMVAE.sample(mean, mean, 3, generator=torch.Generator().manual_seed(0))
+    assert z.shape == (2, 5, 3, 4) and torch.equal(z, eps)
+    assert torch.equal(eps, torch.randn(2, 5, 3, 4, generator=torch.Generator().manual_seed(0)))
+    with pytest.raises(ValueError, match=r"noise of shape \(2, 5, 2, 4\) given, expected \(2, 5, 3, 4\)"):
+        MetaGMVAE.sample(mean, mean, 3, eps=torch.randn(2, 5, 2, 4))
 
 
 def test_prediction_recovers_well_separated_classes():

@@ -2,10 +2,12 @@
 README block copied from it."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
 import pytest
+import yaml
 from conftest import REPO
 
 from metagmvae import paper, report
@@ -13,6 +15,7 @@ from metagmvae.compare import interval, signed
 from metagmvae.config import ConfigError
 from metagmvae.data.episodes import parse_episode_key, sample_episodes
 from metagmvae.episode_results import EpisodeResults, Table, parse
+from metagmvae.paper import PAPER_RESULTS
 from metagmvae.plots import accuracy_by_shot_table
 from metagmvae.stats import paired_difference
 
@@ -38,11 +41,33 @@ def metrics_dir(tmp_path):
     return tmp_path
 
 
+def paper_cell(dataset: str, key: str) -> tuple[str, float]:
+    """The paper's value as the table prints it, and the accuracy (from :mod:`metagmvae.paper`)."""
+    accuracy, ci = PAPER_RESULTS[dataset][key]
+    return f"{accuracy:.2f} ± {ci:.2f}", accuracy
+
+
 def test_table_rows_hold_accuracy_paper_difference_and_baselines():
     lines = report.results_table("omniglot", OMNIGLOT).splitlines()
     assert lines[0] == "| setting | Meta-GMVAE | paper | difference | pixel 1-NN |"
-    assert lines[2] == "| 5-way 1-shot | 72.29 ± 1.00 | 94.92 ± 0.42 | -22.63 | 45.33 ± 0.58 |"
-    assert lines[3] == "| 20-way 5-shot | 60.25 ± 0.38 | 90.61 ± 0.19 | -30.36 | 47.00 ± 0.29 |"  # ordered by way, shot
+    paper, published = paper_cell("omniglot", "5way_1shot")
+    assert lines[2] == f"| 5-way 1-shot | 72.29 ± 1.00 | {paper} | {72.29 - published:+.2f} | 45.33 ± 0.58 |"
+    paper, published = paper_cell("omniglot", "20way_5shot")  # rows ordered by way, then shot
+    assert lines[3] == f"| 20-way 5-shot | 60.25 ± 0.38 | {paper} | {60.25 - published:+.2f} | 47.00 ± 0.29 |"
+    assert len(lines) == 4
+
+
+def test_committed_report_is_built_from_the_committed_metrics():
+    """metrics/report.md is exactly what the report stage builds from metrics/*.json,
+    metrics/related/*.json and metrics/time/*.json (at the commit it names)."""
+    text = (REPO / "metrics" / "report.md").read_text()
+    commit = re.search(r"at commit `([^`]+)`", text)[1]
+    related = yaml.safe_load((REPO / "params.yaml").read_text()).get("related", {})
+    assert report.build_report(REPO / "metrics", commit, related) == text
+    # and the numbers in it are the metrics files' own
+    omniglot = json.loads((REPO / "metrics" / "omniglot.json").read_text())
+    result = omniglot["meta_gmvae"]["5way_1shot"]
+    assert f"| 5-way 1-shot | {result['accuracy']:.2f} ± {result['ci95']:.2f} |" in text
 
 
 def test_report_lists_stage_times_device_and_commit(metrics_dir):
@@ -71,13 +96,15 @@ def test_committed_readme_agrees_with_the_committed_report():
 
 
 def test_accuracy_by_shot_table_has_a_column_per_method_and_way():
-    header, rows = accuracy_by_shot_table(OMNIGLOT, {"5way_1shot": (94.92, 0.42), "20way_5shot": (90.61, 0.19)})
+    paper = {key: PAPER_RESULTS["omniglot"][key] for key in ("5way_1shot", "20way_5shot")}
+    header, rows = accuracy_by_shot_table(OMNIGLOT, paper)
     assert header == ["shot", "meta_gmvae_5way", "pixel_1nn_5way", "paper_5way"] + [
         "meta_gmvae_20way",
         "pixel_1nn_20way",
         "paper_20way",
     ]
-    assert rows == [[1, 72.29, 45.33, 94.92, None, None, None], [5, None, None, None, 60.25, 47.0, 90.61]]
+    one, five = paper["5way_1shot"][0], paper["20way_5shot"][0]
+    assert rows == [[1, 72.29, 45.33, one, None, None, None], [5, None, None, None, 60.25, 47.0, five]]
 
 
 def result(accuracy: float, ci95: float) -> dict:

@@ -12,6 +12,7 @@ from conftest import REPO, TINY_TRAINING
 from metagmvae import checkpoint, timecurve, train
 from metagmvae.config import ConfigError
 from metagmvae.data.stores import load_split
+from metagmvae.paper import PAPER_RESULTS
 from metagmvae.pipeline import episodes
 from metagmvae.pipeline.metatrain import train_config
 from metagmvae.profile import apply_sets
@@ -77,3 +78,19 @@ def test_command_writes_a_record_and_a_figure(store, tmp_path):
 def test_an_override_of_a_key_that_does_not_exist_is_refused():
     with pytest.raises(ConfigError, match="unknown key 'metatrain.omniglot_5way.sampels'"):
         apply_sets(PARAMS, ["metatrain.omniglot_5way.sampels=1"])
+
+
+def test_official_figures_come_from_one_file_with_their_source():
+    """The chart's official curves are read from benchmarks/references.json, each with where and
+    on what it was measured, and the paper's values from metagmvae.paper: no test or module retypes
+    them."""
+    refs = timecurve.references("omniglot")
+    assert refs["paper"] == {key: acc for key, (acc, _) in PAPER_RESULTS["omniglot"].items()}
+    official = {name: ref for name, ref in refs.items() if name != "paper"}
+    assert official, "benchmarks/references.json holds the official measurements"
+    for ref in official.values():
+        assert "github.com/db-Lee/Meta-GMVAE @ 7962392" in ref["source"] and ref["machine"]  # code, commit, machine
+        for curve in ref["curves"]:
+            assert curve["label"] and curve["points"]
+            for point in curve["points"]:
+                assert point["seconds"] > 0 and point["steps"] > 0 and 0 < point["5way_1shot"] < 100

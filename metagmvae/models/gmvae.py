@@ -133,24 +133,22 @@ class MetaGMVAE(nn.Module):
         rec = self.decoder.nll(out.float(), target).mean()
         return Losses(loss=rec + kl, rec=rec, kl=kl)
 
-    @torch.no_grad()
     def encode(self, items: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
-        """Encoder tokens of class-structured items: ``[C, n, *input_shape] -> [C, n, d]``.
+        """Encoder tokens of class-structured items: ``[C, n, *input_shape] -> [C, n, d]``, no gradient.
 
         Call in eval mode (BatchNorm running statistics), under the caller's autocast.
         """
         flat = items.flatten(0, 1)
-        tokens = torch.cat([self.encoder(flat[i : i + chunk]).float() for i in range(0, len(flat), chunk)])
+        with torch.no_grad():
+            tokens = torch.cat([self.encoder(flat[i : i + chunk]).float() for i in range(0, len(flat), chunk)])
         return tokens.view(*items.shape[:2], -1)
 
-    @torch.no_grad()
     def predict(
         self, support: torch.Tensor, support_labels: torch.Tensor, query: torch.Tensor, **kwargs
     ) -> torch.Tensor:
         """``[E, W*Q]`` predicted labels: the argmax of :meth:`predict_proba` (same arguments)."""
         return self.predict_proba(support, support_labels, query, **kwargs).argmax(-1)
 
-    @torch.no_grad()
     def predict_proba(
         self,
         support: torch.Tensor,
@@ -163,7 +161,7 @@ class MetaGMVAE(nn.Module):
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Transductive few-shot class posteriors with the semi-supervised EM (spec section 4).
+        """Transductive few-shot class posteriors with the semi-supervised EM (spec section 4); no gradient.
 
         Args:
             support: ``[E, W*s, d]`` encoder tokens of the support images (see :meth:`encode`);
@@ -178,7 +176,8 @@ class MetaGMVAE(nn.Module):
             probability space (the official prediction is their argmax).
         """
         n_sup, n_query = support.shape[1], query.shape[1]
-        mean, logvar = self.posterior_from_tokens(torch.cat([support, query], 1))
+        with torch.no_grad():
+            mean, logvar = self.posterior_from_tokens(torch.cat([support, query], 1))
         z, _ = self.sample(mean, logvar, samples, generator, noise)  # [E, Ns + Nq, S, D]
         e, d = z.shape[0], z.shape[-1]
         z_sup = z[:, :n_sup].reshape(e, n_sup * samples, d)

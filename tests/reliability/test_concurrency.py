@@ -1,16 +1,22 @@
 """Item 7: two experiments at once (two queue workers) on one fresh SQLite MLflow store: both
-runs are complete in the store, and neither changes the other's outputs."""
+runs are complete in the store, and neither changes the other's outputs. A start barrier makes
+both processes open their runs together, and the test checks that the runs overlapped."""
 
 from __future__ import annotations
 
 import copy
+import json
+import os
+from pathlib import Path
 
 import pytest
+from conftest import REPO
 from stage_runs import finish, make_project, stage_env, start_stage, tree_bytes
 
 from metagmvae.pipeline import episodes
 
 STEPS, LOG_EVERY = 12, 2
+BARRIER_CODE = Path(__file__).parent / "barrier"  # its sitecustomize.py holds both runs until both have started
 
 
 @pytest.fixture(scope="module")
@@ -32,14 +38,25 @@ def test_two_concurrent_runs_are_both_complete_and_independent(omniglot_files, p
 
     uri = f"sqlite:///{tmp_path / 'shared' / 'mlflow.db'}"
     (tmp_path / "shared").mkdir()
-    env = stage_env(METAGMVAE_TRACKING="on", MLFLOW_TRACKING_URI=uri)
+    barrier = tmp_path / "barrier"
+    barrier.mkdir()
+    env = stage_env(
+        METAGMVAE_TRACKING="on",
+        MLFLOW_TRACKING_URI=uri,
+        PYTHONPATH=os.pathsep.join([str(BARRIER_CODE), str(REPO)]),
+        METAGMVAE_BARRIER=str(barrier),
+        METAGMVAE_BARRIER_PARTIES="2",
+    )
     projects = {
         seed: make_project(tmp_path / f"seed{seed}", model_params(pipeline_params, seed), omniglot_files)
         for seed in (0, 1)
     }
     procs = [start_stage(project, "metatrain", "omniglot_5way", env=env) for project in projects.values()]
-    for proc in procs:  # both started before either finished: they race for the new store
+    for proc in procs:  # both wait at the barrier, then race for the new store
         finish(proc)
+    spans = [json.loads(p.read_text()) for p in sorted(barrier.glob("*.json"))]
+    assert len(spans) == 2, "both runs passed the start barrier"
+    assert max(s["entered"] for s in spans) < min(s["left"] for s in spans), f"the runs did not overlap: {spans}"
 
     client = MlflowClient(uri)
     (experiment,) = [e for e in client.search_experiments() if e.name == "meta-gmvae"]

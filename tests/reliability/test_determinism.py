@@ -1,13 +1,19 @@
 """Item 5: the same seed and the same inputs on CPU give byte-identical HDF5 files, model
-folders and metrics files, stage after stage (so DVC's hashes stay valid)."""
+folders and metrics files, stage after stage and process after process (so DVC's hashes stay
+valid)."""
 
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import torch
-from conftest import TINY_CHARACTERS
-from stage_runs import tree_bytes
+import yaml
+from conftest import REPO, TINY_CHARACTERS
+from stage_runs import stage_env, tree_bytes
 
 from metagmvae.data.stores import load_split
 from metagmvae.pipeline import augment, episodes, evaluate, extract
@@ -36,12 +42,30 @@ def omniglot_chain(params: dict, tiny_sources, out) -> None:
     evaluate.run("omniglot", params, store, out / "episodes.h5", models, out / "metrics.json", out / "plots")
 
 
+def chain_in_a_new_process(params: dict, tiny_sources, out) -> None:
+    """:func:`omniglot_chain` in a fresh interpreter with another hash seed (string hashing, set
+    and dict-of-set orders all change) and this process's number of threads."""
+    params_file = out.with_suffix(".yaml")
+    params_file.write_text(yaml.safe_dump(params))
+    code = (
+        "import sys, yaml; from pathlib import Path; from test_determinism import omniglot_chain; "
+        "omniglot_chain(yaml.safe_load(Path(sys.argv[1]).read_text()), Path(sys.argv[2]), Path(sys.argv[3]))"
+    )
+    env = stage_env(PYTHONHASHSEED="12345", OMP_NUM_THREADS=str(torch.get_num_threads()))
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO), str(REPO / "tests"), str(Path(__file__).parent)])
+    args = [sys.executable, "-c", code, str(params_file), str(tiny_sources), str(out)]
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+
 def test_omniglot_chain_twice_gives_identical_bytes(pipeline_params, tiny_sources, tmp_path):
+    """Once in this process, once in a new one: the outputs depend on the seeds and the inputs
+    only, not on the process (its hash seed, what ran before in it)."""
     params = copy.deepcopy(pipeline_params)
     params["metatrain"]["omniglot_5way"]["precision"] = "bf16"  # the fast path is deterministic too
     params["evaluate"]["omniglot"].update(models={"omniglot_5way": [1, 5]}, cross_way={"omniglot_5way": [10]})
     omniglot_chain(params, tiny_sources, tmp_path / "a")
-    omniglot_chain(params, tiny_sources, tmp_path / "b")
+    chain_in_a_new_process(params, tiny_sources, tmp_path / "b")
     a, b = tree_bytes(tmp_path / "a"), tree_bytes(tmp_path / "b")
     compared = [
         "omniglot.h5",
