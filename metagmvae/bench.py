@@ -117,7 +117,7 @@ def bench_train(name: str, rt, warmup: int, steps: int) -> list[float]:
     gen = rt.generator(0)
     x = _training_batch(cfg.model, cfg.batch, cfg.points, rt.device)
     setting = {"way": cfg.way, "samples": cfg.samples, "samples_decoder": cfg.samples_decoder}
-    setting |= {"em_iters": cfg.em_iters, "fix_pi": cfg.fix_pi, "rt": rt, "generator": gen, "step": 1}
+    setting |= {"em_iters": cfg.train_em_iters, "fix_pi": cfg.fix_pi, "rt": rt, "generator": gen, "step": 1}
     return _timed(lambda: train_step(model, optimizer, x, **setting), rt.device, warmup, steps)
 
 
@@ -180,7 +180,7 @@ def bench_eval(name: str, rt) -> list[float]:
     def run():
         with rt.autocast():
             tokens = model.encode(test)
-        model_accuracies(model, rt, tokens, eps, cfg.samples, cfg.em_iters, cfg.episodes_per_call, cfg.seed)
+        model_accuracies(model, rt, tokens, eps, cfg.test_samples, cfg.test_em_iters, cfg.episodes_per_call, cfg.seed)
 
     return _timed(run, rt.device, 0, 1)
 
@@ -213,14 +213,14 @@ def bench_official(name: str, checkout: Path, device: torch.device, warmup: int,
     with official_modules(checkout) as (official_model, official_data):
         model = official_model.GMVAE(
             input_shape=[1, 28, 28],
-            unsupervised_em_iters=train["em_iters"],
-            semisupervised_em_iters=params["evaluate"]["omniglot"]["em_iters"],
+            unsupervised_em_iters=train["train_em_iters"],
+            semisupervised_em_iters=params["evaluate"]["omniglot"]["test_em_iters"],
             fix_pi=train["fix_pi"],
             hidden_size=train["model"]["hidden"],
             component_size=train["way"],
             latent_size=train["model"]["latent"],
             train_mc_sample_size=train["samples"],
-            test_mc_sample_size=params["evaluate"]["omniglot"]["samples"],
+            test_mc_sample_size=params["evaluate"]["omniglot"]["test_samples"],
         ).to(device)
         if name not in EVAL_CASES:
             optimizer = torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])

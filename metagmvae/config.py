@@ -47,20 +47,24 @@ class Checker:
     """Validate one section against a schema: ``{key: (type, check)}``.
 
     ``check`` is ``None`` or a callable returning an error message (or ``None`` when fine).
-    Use :meth:`done` to refuse unknown keys.
+    Use :meth:`done` to refuse unknown keys; ``renamed`` maps a key's former name to its
+    current one, so a file written for the old name is refused with a message naming the new.
     """
 
-    def __init__(self, cfg: Mapping[str, Any], where: str):
+    def __init__(self, cfg: Mapping[str, Any], where: str, renamed: Mapping[str, str] | None = None):
         if not isinstance(cfg, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {cfg!r}")
         self.cfg = dict(cfg)
         self.where = where
+        self.renamed = dict(renamed or {})
         self.seen: set[str] = set()
 
     def get(self, key: str, kind: type | tuple[type, ...], check=None) -> Any:
         self.seen.add(key)
         name = f"{self.where}.{key}"
         if key not in self.cfg:
+            for old in (old for old, new in self.renamed.items() if new == key and old in self.cfg):
+                raise ConfigError(self._renamed(old))
             raise ConfigError(f"{name}: missing")
         value = self.cfg[key]
         kinds = kind if isinstance(kind, tuple) else (kind,)
@@ -75,8 +79,13 @@ class Checker:
 
     def done(self) -> None:
         unknown = sorted(set(self.cfg) - self.seen)
+        for old in (key for key in unknown if key in self.renamed):
+            raise ConfigError(self._renamed(old))
         if unknown:
             raise ConfigError(f"{self.where}: unknown key(s) {unknown}; allowed: {sorted(self.seen)}")
+
+    def _renamed(self, old: str) -> str:
+        return f"{self.where}.{old}: this key is now called {self.renamed[old]!r}; rename it"
 
 
 def positive(value) -> str | None:

@@ -120,7 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         with erl.autocast():
             tokens = model.encode(test)
         eps = read_episodes(episodes_path, "test", cfg.way, shot)
-        accs = model_accuracies(model, erl, tokens, eps, ecfg.samples, ecfg.em_iters, ecfg.episodes_per_call, ecfg.seed)
+        accs = model_accuracies(
+            model, erl, tokens, eps, ecfg.test_samples, ecfg.test_em_iters, ecfg.episodes_per_call, ecfg.seed
+        )
         metrics["test"][episode_key(cfg.way, shot)] = summarize(accs) | {"checkpoint": best.name}
         print(f"test {episode_key(cfg.way, shot)}: {metrics['test'][episode_key(cfg.way, shot)]}", flush=True)
     write_json(args.out / "metrics.json", metrics)

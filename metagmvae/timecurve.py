@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
         point = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in snap.items()} | {"val": {}, "test": {}}
         for (split, key), eps in settings.items():
             accs = model_accuracies(
-                model, erl, tokens[split], eps, ecfg.samples, ecfg.em_iters, ecfg.episodes_per_call, ecfg.seed
+                model, erl, tokens[split], eps, ecfg.test_samples, ecfg.test_em_iters, ecfg.episodes_per_call, ecfg.seed
             )
             point[split][key] = summarize(accs)
         points.append(point)
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
         "model": args.model,
         "store": {"path": str(store), "resize_filter": store_filter(store)},
         "train_config": vars(cfg),
-        "evaluation": {"samples": ecfg.samples, "em_iters": ecfg.em_iters, "precision": erl.precision},
+        "evaluation": {"samples": ecfg.test_samples, "em_iters": ecfg.test_em_iters, "precision": erl.precision},
         "points": points,
         "median_step_seconds": round(median_step, 5),
     }

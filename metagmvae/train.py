@@ -45,7 +45,7 @@ class TrainConfig:
     points: int  # M points per training episode
     samples: int  # S Monte-Carlo samples per point (training: EM prior and KL)
     samples_decoder: int  # S_rec <= S of each point's samples through the decoder (reconstruction)
-    em_iters: int  # T_u
+    train_em_iters: int  # T_u
     fix_pi: bool
     lr: float
     lr_schedule: str  # constant | cosine (one half-cosine to 0 at the last step)
@@ -184,7 +184,7 @@ def training_steps(
             way=cfg.way,
             samples=cfg.samples,
             samples_decoder=cfg.samples_decoder,
-            em_iters=cfg.em_iters,
+            em_iters=cfg.train_em_iters,
             fix_pi=cfg.fix_pi,
             rt=rt,
             generator=gen,

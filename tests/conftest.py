@@ -241,7 +241,9 @@ def tiny_mini_params(params: dict, source: Path) -> dict:
         query=5, val={"episodes": 8, "ways": [5], "shots": [1]}, test={"episodes": 20, "ways": [5], "shots": [1, 5]}
     )
     params["metatrain"]["mini_imagenet_5way"].update(TINY_TRAINING, batch=2, points=5, val_shots=[1])
-    params["evaluate"]["mini_imagenet"].update(models={"mini_imagenet_5way": [1, 5]}, samples=2, episodes_per_call=10)
+    params["evaluate"]["mini_imagenet"].update(
+        models={"mini_imagenet_5way": [1, 5]}, test_samples=2, episodes_per_call=10
+    )
     return params
 
 
@@ -294,7 +296,10 @@ def tiny_pipeline_params(sources: Path, mini_source: Path) -> dict:
         "mini_imagenet_5way": params["metatrain"]["mini_imagenet_5way"],
     }
     params["evaluate"]["omniglot"].update(
-        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]}, samples=2, episodes_per_call=10, precision="fp32"
+        models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]},
+        test_samples=2,
+        episodes_per_call=10,
+        precision="fp32",
     )
     for run in params["related"].values():  # a few steps each, tested on the tiny test episodes
         run.update(steps=4, val_every=2, log_every=2, test_ways=[5], test_shots=[1, 5], episodes_per_call=10)

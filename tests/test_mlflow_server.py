@@ -70,7 +70,7 @@ def test_training_and_evaluation_runs_land_on_the_server(server, store, tmp_path
     )
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING, val_shots=[1])
     params["evaluate"]["omniglot"].update(
-        models={"omniglot_5way": [1]}, samples=2, episodes_per_call=3, precision="fp32"
+        models={"omniglot_5way": [1]}, test_samples=2, episodes_per_call=3, precision="fp32"
     )
     episodes.run("omniglot", params, store, tmp_path / "episodes.h5")
     metatrain.run(

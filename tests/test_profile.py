@@ -17,7 +17,7 @@ def test_paper_profile_gives_the_official_settings():
     for name, points in (("omniglot_5way", 200), ("omniglot_20way", 300)):
         cfg = train_config(paper, name)  # validates the merged section
         assert (cfg.batch, cfg.points, cfg.samples, cfg.steps, cfg.lr) == (4, points, 32, 60000, 1e-3)
-        assert cfg.em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "auto"
+        assert cfg.train_em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "auto"
         assert cfg.samples_decoder == cfg.samples  # the official estimator
     assert paper["episodes"]["omniglot"]["val"] == {**PARAMS["episodes"]["omniglot"]["val"], "episodes": 1000}
     assert PARAMS["metatrain"]["omniglot_5way"]["batch"] == 1  # the base is not modified

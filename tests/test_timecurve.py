@@ -26,7 +26,7 @@ def tiny_params(cosine: bool = True) -> dict:
     params["episodes"]["omniglot"]["val"] = {"episodes": 4, "ways": [5], "shots": [1]}
     params["episodes"]["omniglot"]["test"] = {"episodes": 6, "ways": [5], "shots": [1, 5]}
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING, lr_schedule="cosine" if cosine else "constant")
-    params["evaluate"]["omniglot"].update(samples=2, episodes_per_call=3, precision="fp32")
+    params["evaluate"]["omniglot"].update(test_samples=2, episodes_per_call=3, precision="fp32")
     return params
 
 

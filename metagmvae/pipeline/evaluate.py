@@ -20,6 +20,7 @@ from metagmvae.runtime import make_runtime, runtime_params
 from metagmvae.tracking import result_metrics, start_run
 from metagmvae.train import checkpoint_for, load_model
 
+RENAMED = {"samples": "test_samples", "em_iters": "test_em_iters"}  # former key -> current key
 EMBEDDING_POINTS_PER_CLASS = 100  # Mini-ImageNet has 600 per class; Omniglot's 20 are all shown
 
 
@@ -33,8 +34,8 @@ class EvalConfig:
 
     models: dict[str, list[int]]  # model name -> test shots (at the model's own way)
     baselines: list[str]
-    samples: int  # S_test
-    em_iters: int  # T_s
+    test_samples: int  # S_test
+    test_em_iters: int  # T_s
     episodes_per_call: int
     seed: int
     device: str
@@ -45,14 +46,14 @@ class EvalConfig:
 def eval_config(params: dict, dataset: str) -> EvalConfig:
     """Parse and validate ``evaluate.<dataset>``."""
     where = f"evaluate.{dataset}"
-    check = Checker(section(params, "evaluate", dataset), where)
+    check = Checker(section(params, "evaluate", dataset), where, renamed=RENAMED)
     cfg = EvalConfig(
         models=check.get("models", dict, lambda v: None if v else "must name at least one model"),
         baselines=check.get(
             "baselines", list, lambda v: None if set(v) <= set(BASELINES) else f"must be drawn from {sorted(BASELINES)}"
         ),
-        samples=check.get("samples", int, positive),
-        em_iters=check.get("em_iters", int, positive),
+        test_samples=check.get("test_samples", int, positive),
+        test_em_iters=check.get("test_em_iters", int, positive),
         episodes_per_call=check.get("episodes_per_call", int, positive),
         seed=check.get("seed", int, non_negative),
         **runtime_params(check),
@@ -94,7 +95,7 @@ def run(
                 check_episode_shape(test.shape[0], test.shape[1], eps.way, eps.shot, eps.query)
                 key = episode_key(eps.way, shot)
                 accs = model_accuracies(
-                    model, rt, tokens, eps, cfg.samples, cfg.em_iters, cfg.episodes_per_call, cfg.seed, key
+                    model, rt, tokens, eps, cfg.test_samples, cfg.test_em_iters, cfg.episodes_per_call, cfg.seed, key
                 )
                 results["meta_gmvae"][key] = summarize(accs)
                 _report("meta_gmvae", key, results["meta_gmvae"][key])
@@ -113,7 +114,7 @@ def run(
         plots.embedding_figure(
             model,
             items,
-            cfg.em_iters,
+            cfg.test_em_iters,
             rt.autocast,
             f"{name}: posterior means of one test episode's {eps.way} classes x {items.shape[1]} items "
             f"(colour = class), PCA",

@@ -19,12 +19,13 @@ from metagmvae.tracking import start_run
 from metagmvae.train import TrainConfig, train
 
 TRAIN_METRICS = ("steps", "best_val_accuracy", "train_seconds", "seconds_per_step")
+RENAMED = {"em_iters": "train_em_iters"}  # former key -> current key (T_u, not T_s of `evaluate`)
 
 
 def train_config(params: dict, name: str) -> TrainConfig:
     """Parse and validate ``metatrain.<name>``; every error names the key and the allowed range."""
     where = f"metatrain.{name}"
-    check = Checker(section(params, "metatrain", name), where)
+    check = Checker(section(params, "metatrain", name), where, renamed=RENAMED)
     cfg = TrainConfig(
         dataset=check.get("dataset", str, one_of(*STORES)),
         model=model_config(check.get("model", dict), f"{where}.model"),
@@ -33,7 +34,7 @@ def train_config(params: dict, name: str) -> TrainConfig:
         points=check.get("points", int, positive),
         samples=check.get("samples", int, positive),
         samples_decoder=check.get("samples_decoder", int, positive),
-        em_iters=check.get("em_iters", int, positive),
+        train_em_iters=check.get("train_em_iters", int, positive),
         fix_pi=check.get("fix_pi", bool),
         lr=check.get("lr", float, positive),
         lr_schedule=check.get("lr_schedule", str, one_of(*SCHEDULES)),
@@ -111,7 +112,7 @@ def run(
                 model,
                 images.to(rt.device),
                 cfg.way,
-                cfg.em_iters,
+                cfg.train_em_iters,
                 rt.autocast,
                 plots_dir / "reconstructions.png",
                 seed=cfg.seed,

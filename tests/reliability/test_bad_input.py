@@ -128,7 +128,7 @@ def test_cuda_requested_without_a_gpu(store, tmp_path, monkeypatch):
             {"baselines": ["knn"]},
             r"evaluate.omniglot.baselines = \['knn'\]: must be drawn from \['logistic_regression', 'pixel_1nn'\]",
         ),
-        ({"samples": 0}, r"evaluate.omniglot.samples = 0: must be > 0"),
+        ({"test_samples": 0}, r"evaluate.omniglot.test_samples = 0: must be > 0"),
     ],
 )
 def test_bad_evaluate_params(store, tmp_path, change, match):
@@ -182,12 +182,12 @@ def test_a_stage_refuses_a_bad_later_section_before_any_work(store, tmp_path):
 
     params = copy.deepcopy(PARAMS)
     params["augment"]["omniglot"]["split"] = TINY_SPLIT
-    params["evaluate"]["omniglot"]["sample"] = 32  # typo of `samples`
+    params["evaluate"]["omniglot"]["test_sample"] = 32  # typo of `test_samples`
     project = make_project(tmp_path / "p", params, {"data/omniglot/omniglot.h5": store})
     proc = start_stage(project, "metatrain", "omniglot_5way")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "evaluate.omniglot: unknown key(s) ['sample']" in out
+    assert "evaluate.omniglot: unknown key(s) ['test_sample']" in out
     assert sorted(p.name for p in project.iterdir()) == ["data", "params.yaml"]  # no models, .resume, metrics
 
 
