@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Omniglot accuracy-per-training-minute study (README "Accuracy against wall time";
-# benchmarks/accuracy_study.json). Each run is one `python -m metagmvae.timecurve` training with
+# benchmarks/accuracy_study.json). Each run is one `python -m metagmvae.tools.timecurve` training with
 # its learning rate annealed by one half-cosine to its last step, sized to about the minutes
 # named (steps = minutes / measured seconds per step on the 2-core CPU), scored on the fixed
 # validation episodes (for choosing) and test episodes (for reporting) at the marks.
@@ -45,6 +45,6 @@ for run in "${runs[@]}"; do
   [ -f "$out/$run.json" ] && { echo "$run: done"; continue; }
   echo "== $run: ${RUNS[$run]}"
   # shellcheck disable=SC2086
-  python -m metagmvae.timecurve --profile quick ${RUNS[$run]} --out "$out/$run" > "$out/$run.log" 2>&1
+  python -m metagmvae.tools.timecurve --profile quick ${RUNS[$run]} --out "$out/$run" > "$out/$run.log" 2>&1
   tail -n 4 "$out/$run.log"
 done

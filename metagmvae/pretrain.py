@@ -90,7 +90,7 @@ def pretrain(
     ``history.json``). Returns a summary with the wall-clock training time.
 
     on_step: called after every step with ``(steps done, training seconds so far, the model)``
-    (``metagmvae.simclr_budget`` copies the weights at fixed training minutes).
+    (``metagmvae.tools.simclr_budget`` copies the weights at fixed training minutes).
     """
     if cfg.batch % ctx.world:
         raise ValueError(f"pretrain batch {cfg.batch} is not divisible by the {ctx.world} processes")

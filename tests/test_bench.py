@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import textwrap
 
-from metagmvae import bench
+from metagmvae.tools import bench
 
 FAKE_MODEL = """
 import time

@@ -9,13 +9,14 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae import checkpoint, timecurve, train
+from metagmvae import checkpoint, train
 from metagmvae.config import ConfigError
 from metagmvae.data.stores import load_split
 from metagmvae.pipeline import episodes
 from metagmvae.pipeline.metatrain import train_config
 from metagmvae.profile import apply_sets
 from metagmvae.runtime import make_runtime
+from metagmvae.tools import timecurve
 from metagmvae.tracking import Run
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -1,8 +1,8 @@
 """What a SimCLR encoder is worth against its pre-training compute: one pre-training run,
 snapshots at fixed training minutes, LR(SimCLR) on the fixed test episodes for each.
 
-    python -m metagmvae.simclr_budget --minutes 2 5 10 20 --out benchmarks/simclr_budget/base
-    python -m metagmvae.simclr_budget --set pretrain.mini_imagenet.image_size=42 \\
+    python -m metagmvae.tools.simclr_budget --minutes 2 5 10 20 --out benchmarks/simclr_budget/base
+    python -m metagmvae.tools.simclr_budget --set pretrain.mini_imagenet.image_size=42 \\
         --set pretrain.mini_imagenet.blocks=4 --minutes 2 5 10 --out benchmarks/simclr_budget/px42
 
 Pre-trains ``pretrain.mini_imagenet`` of ``params.yaml`` (a profile and ``--set`` overrides
@@ -27,7 +27,6 @@ import torch
 
 from metagmvae import checkpoint, simclr
 from metagmvae.baselines import logistic_regression
-from metagmvae.bench import machine
 from metagmvae.config import load_params
 from metagmvae.data import mini_imagenet
 from metagmvae.data.episodes import episode_key, read_episodes
@@ -38,6 +37,7 @@ from metagmvae.pipeline.pretrain import pretrain_config
 from metagmvae.pretrain import pretrain
 from metagmvae.profile import apply_sets, load_profile, merge
 from metagmvae.runtime import make_runtime
+from metagmvae.tools.bench import machine
 from metagmvae.tracking import Run
 
 TEST_SHOTS = (1, 5)

@@ -1,8 +1,8 @@
 """Accuracy against training wall time: one training run, snapshots at fixed minutes.
 
-    python -m metagmvae.timecurve                                   # profile cpu, Omniglot 5-way
-    python -m metagmvae.timecurve --model omniglot_20way --minutes 5 15 30 60
-    python -m metagmvae.timecurve --profile quick --set metatrain.omniglot_5way.samples_decoder=1 \\
+    python -m metagmvae.tools.timecurve                                   # profile cpu, Omniglot 5-way
+    python -m metagmvae.tools.timecurve --model omniglot_20way --minutes 5 15 30 60
+    python -m metagmvae.tools.timecurve --profile quick --set metatrain.omniglot_5way.samples_decoder=1 \\
         --minutes 2 5 10 --out benchmarks/study/s_rec1
 
 Trains ``metatrain.<model>`` of ``params.yaml`` (a profile's overrides and any ``--set`` applied;
@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 from metagmvae import plots
-from metagmvae.bench import machine
 from metagmvae.config import ConfigError, load_params
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import load_split, store_path
@@ -39,6 +38,7 @@ from metagmvae.pipeline.metatrain import train_config
 from metagmvae.profile import apply_sets, load_profile, merge
 from metagmvae.progress import progress
 from metagmvae.runtime import make_runtime
+from metagmvae.tools.bench import machine
 from metagmvae.train import TrainConfig, start_training, training_steps
 
 TEST_SHOTS = (1, 5)

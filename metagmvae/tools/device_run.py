@@ -2,13 +2,13 @@
 Omniglot 5-way paper profile for a fixed wall-clock budget, test the best checkpoints on the
 fixed test episodes, and leave everything a later call needs in one folder.
 
-    python -m metagmvae.device_run --out OUT [--previous PREV] [--budget-minutes 6]
+    python -m metagmvae.tools.device_run --out OUT [--previous PREV] [--budget-minutes 6]
 
 Needs only torch, numpy, h5py and this package: no DVC, no MLflow (tracking is off). The data
 are the Omniglot store and episode file of ``dvc repro episodes@omniglot`` (``--store``,
 ``--episodes``). ``OUT`` receives, at most two folders down (what the device tool returns):
 
-* ``bench-<device>.json``: ``python -m metagmvae.bench`` on this machine (``--bench-cases``);
+* ``bench-<device>.json``: ``python -m metagmvae.tools.bench`` on this machine (``--bench-cases``);
 * ``resume/omniglot_5way-<fingerprint>/``: the training state (model, Adam, RNG states, history,
   step) and the best checkpoint per validation shot so far, as :func:`metagmvae.train.train`
   keeps them;
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from metagmvae import bench, checkpoint
+from metagmvae import checkpoint
 from metagmvae.config import load_params
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import load_split, store_path
@@ -41,6 +41,7 @@ from metagmvae.pipeline.evaluate import eval_config
 from metagmvae.pipeline.metatrain import train_config
 from metagmvae.profile import apply_sets, load_profile, merge
 from metagmvae.runtime import make_runtime
+from metagmvae.tools import bench
 from metagmvae.tracking import Run
 from metagmvae.train import checkpoint_for, load_model, resume_folder, train
 

@@ -1,9 +1,9 @@
 """Benchmark the paper configurations on whatever device is present, optionally beside the
 official implementation.
 
-    python -m metagmvae.bench                                  # every case, every variant
-    python -m metagmvae.bench --official ../Meta-GMVAE         # and the official code, same run
-    python -m metagmvae.bench --cases omniglot_5way --variants auto --steps 3
+    python -m metagmvae.tools.bench                                  # every case, every variant
+    python -m metagmvae.tools.bench --official ../Meta-GMVAE         # and the official code, same run
+    python -m metagmvae.tools.bench --cases omniglot_5way --variants auto --steps 3
 
 Cases are built from ``params.yaml`` with ``profiles/paper.yaml`` applied (the paper's
 configurations): the Meta-GMVAE training steps of ``metatrain.<model>``, a SimCLR step at the
@@ -374,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
         for variant in variants:
             if variant == OFFICIAL and case not in OFFICIAL_CASES:
                 continue
-            cmd = [sys.executable, "-m", "metagmvae.bench", "--child", "--cases", case, "--variants", variant]
+            cmd = [sys.executable, "-m", "metagmvae.tools.bench", "--child", "--cases", case, "--variants", variant]
             cmd += ["--device", args.device, "--warmup", str(args.warmup), "--steps", str(args.steps)]
             if variant == OFFICIAL:
                 cmd += ["--official", str(args.official.resolve())]
