@@ -7,7 +7,9 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import related_config
 
+from metagmvae import plots
 from metagmvae.config import ConfigError
 from metagmvae.data.episodes import sample_episodes
 from metagmvae.evaluate import episode_accuracies
@@ -32,16 +34,16 @@ class Recorder:
         self.metrics.append((dict(metrics), step))
 
 
-def test_quick_and_paper_profiles_parse_and_bad_values_name_the_key():
-    assert lasium.parse_config(lasium.QUICK, "q").strategy in lasium.STRATEGIES
-    assert lasium.parse_config(lasium.PAPER, "p").way == 5
-    assert lasium.parse_config(lasium.PAPER_MINI_IMAGENET, "p").latent == 512
-    with pytest.raises(ConfigError, match=r"related\.x\.strategy = 'OC': must be one of \['N', 'RO'\]"):
-        lasium.parse_config(lasium.QUICK | {"strategy": "OC"}, "related.x")
-    with pytest.raises(ConfigError, match=r"alpha = 1.0: must be in \(0, 1\)"):
-        lasium.parse_config(lasium.QUICK | {"alpha": 1}, "related.x")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['episodes_per_call'\]"):
-        lasium.parse_config(lasium.QUICK | {"episodes_per_call": 10}, "related.x")
+def test_quick_and_paper_settings_parse_and_bad_values_name_the_key():
+    assert isinstance(related_config("lasium_omniglot"), lasium.Config)
+    assert related_config("lasium_omniglot").way == 20 and related_config("lasium_omniglot", "paper").way == 5
+    assert related_config("lasium_mini_imagenet", "paper").latent == 512
+    with pytest.raises(ConfigError, match=r"related\.lasium_omniglot\.strategy = 'OC': must be one of \['N', 'RO'\]"):
+        related_config("lasium_omniglot", strategy="OC")
+    with pytest.raises(ConfigError, match=r"related\.lasium_omniglot\.alpha = 1: must be < 1$"):
+        related_config("lasium_omniglot", alpha=1)
+    with pytest.raises(ConfigError, match=r"related\.lasium_omniglot: unknown key\(s\) \['vae_epochs'\]"):
+        related_config("lasium_omniglot", vae_epochs=10)
 
 
 def test_anchors_are_pairwise_at_least_epsilon_apart():
@@ -109,7 +111,7 @@ def clustered(classes: int, per_class: int, dim: int, seed: int) -> torch.Tensor
     return torch.from_numpy(np.abs(centres + rng.normal(0, 0.3, (classes, per_class, dim)))).float()
 
 
-TINY = lasium.QUICK | {
+TINY = {  # overrides of params.yaml's related.lasium_omniglot
     "latent": 4,
     "vae_hidden": 32,
     "vae_steps": 120,
@@ -130,7 +132,7 @@ TINY = lasium.QUICK | {
 def test_tiny_run_is_deterministic_label_free_and_beats_chance(tmp_path):
     data = {"train": clustered(12, 20, 16, 0), "val": clustered(6, 20, 16, 1)}
     val_eps = sample_episodes(np.random.default_rng(0), 16, 6, 20, way=5, shot=1, query=5)
-    cfg = lasium.parse_config(TINY, "tiny")
+    cfg = related_config("lasium_omniglot", **TINY)
     run = Recorder()
     summary = lasium.train(cfg, CPU, data, val_eps, tmp_path / "a.pt", run, progress=False)
     assert summary["steps"] == 40 and summary["vae_steps"] == 120
@@ -148,13 +150,16 @@ def test_tiny_run_is_deterministic_label_free_and_beats_chance(tmp_path):
     accuracy = episode_accuracies(lasium.predictor(tmp_path / "a.pt", CPU), test, episodes, 16).mean()
     assert accuracy > 0.8  # chance is 0.2
 
-    lasium.task_figure(tmp_path / "a.pt", cfg, CPU, tmp_path / "tasks.png")
-    assert (tmp_path / "tasks.png").read_bytes()[:4] == b"\x89PNG"
+    generated, images, title = lasium.sample_tasks(tmp_path / "a.pt", cfg, CPU, tasks=2)
+    assert generated.shape == (2, 3, 4, 16) and not images and title == "LASIUM-RO"
+    assert torch.equal(generated, lasium.sample_tasks(tmp_path / "b.pt", cfg, CPU, tasks=2)[0])  # seeded by cfg.seed
 
 
 def test_tiny_image_run_generates_images_and_predicts_every_episode(tmp_path):
     images = (torch.rand(10, 4, 1, 28, 28, generator=gen(5)) > 0.8).float()
-    cfg = lasium.parse_config(TINY | {"latent": 8, "vae_hidden": 8, "vae_steps": 3, "steps": 2, "val_every": 2}, "t")
+    cfg = related_config(
+        "lasium_omniglot", **TINY | {"latent": 8, "vae_hidden": 8, "vae_steps": 3, "steps": 2, "val_every": 2}
+    )
     val_eps = sample_episodes(np.random.default_rng(0), 4, 10, 4, way=3, shot=1, query=2)
     lasium.train(cfg, CPU, {"train": images, "val": images}, val_eps, tmp_path / "m.pt", Recorder(), progress=False)
     model = lasium.load_model(tmp_path / "m.pt", CPU)
@@ -163,8 +168,9 @@ def test_tiny_image_run_generates_images_and_predicts_every_episode(tmp_path):
     support, query = images[:3, 0].unsqueeze(0), images[:3, 1:3].flatten(0, 1).unsqueeze(0)  # 3-way 1-shot
     pred = lasium.predictor(tmp_path / "m.pt", CPU)(support, torch.tensor([[0, 1, 2]]), query, 3)
     assert pred.shape == (1, 6) and pred.min() >= 0 and pred.max() <= 2
-    lasium.task_figure(model, cfg, CPU, tmp_path / "tasks.png")
-    assert (tmp_path / "tasks.png").stat().st_size > 1000
+    generated, images, _ = lasium.sample_tasks(model, cfg, CPU)
+    plots.generated_tasks_figure(generated, images, "LASIUM", tmp_path / "tasks.png")
+    assert images and (tmp_path / "tasks.png").stat().st_size > 1000
 
 
 def test_non_finite_data_stops_training(tmp_path):
@@ -172,5 +178,7 @@ def test_non_finite_data_stops_training(tmp_path):
     data["train"][0, 0, 0] = float("nan")
     val_eps = sample_episodes(np.random.default_rng(0), 2, 4, 10, way=3, shot=1, query=2)
     with pytest.raises(NonFiniteLossError, match="step 1: vae rec is not finite"):
-        lasium.train(lasium.parse_config(TINY, "t"), CPU, data, val_eps, tmp_path / "m.pt", Recorder(), progress=False)
+        lasium.train(
+            related_config("lasium_omniglot", **TINY), CPU, data, val_eps, tmp_path / "m.pt", Recorder(), progress=False
+        )
     assert not (tmp_path / "m.pt").exists()

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import related_config
 
 from metagmvae.config import ConfigError
 from metagmvae.data.episodes import episode_rng, gather, sample_episodes
@@ -89,13 +90,14 @@ def test_gradient_clipping_by_value_then_norm():
     torch.testing.assert_close(p.grad, torch.tensor([0.1, -0.05]) * (0.1 / math.sqrt(0.0125)))
 
 
-def test_parse_config_accepts_profiles_and_names_bad_keys():
-    for profile in (leo.PAPER, leo.PAPER_5SHOT, leo.QUICK, leo.QUICK_5SHOT):
-        assert leo.parse_config(profile, "related.leo").way == 5
-    with pytest.raises(ConfigError, match=r"related\.leo\.dropout = 1\.0: must be in \[0, 1\)"):
-        leo.parse_config(leo.QUICK | {"dropout": 1.0}, "related.leo")
+def test_quick_and_paper_settings_parse_and_bad_values_name_the_key():
+    for profile in (None, "paper"):
+        assert related_config("leo_mini_imagenet", profile).way == 5
+    assert related_config("leo_mini_imagenet", "paper").lr == 0.0002739071  # the official 1-shot setting
+    with pytest.raises(ConfigError, match=r"related\.leo_mini_imagenet\.dropout = 1\.0: must be < 1$"):
+        related_config("leo_mini_imagenet", dropout=1.0)
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['shot'\]"):
-        leo.parse_config(leo.QUICK | {"shot": 1}, "related.leo")
+        related_config("leo_mini_imagenet", shot=1)
 
 
 def clustered(classes: int, per_class: int, dim: int, seed: int) -> torch.Tensor:
@@ -108,9 +110,7 @@ def clustered(classes: int, per_class: int, dim: int, seed: int) -> torch.Tensor
 def test_tiny_end_to_end_is_deterministic_and_beats_chance(tmp_path):
     data = {"train": clustered(12, 20, 16, seed=0), "val": clustered(6, 20, 16, seed=1)}
     val = sample_episodes(episode_rng(1, "val", 5, 1), 20, 6, 20, 5, 1, 5)
-    cfg = leo.parse_config(
-        leo.QUICK | {"latents": 8, "batch": 4, "query": 5, "steps": 30, "val_every": 10, "log_every": 10}, "leo"
-    )
+    cfg = related_config("leo_mini_imagenet", latents=8, batch=4, query=5, steps=30, val_every=10, log_every=10)
     out = [tmp_path / "a.pt", tmp_path / "b.pt"]
     summaries = [leo.train(cfg, CPU, data, val, path, Run(), progress=False) for path in out]
     assert out[0].read_bytes() == out[1].read_bytes()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import related_config, related_section
 from torch.nn import functional as F
 
 from metagmvae.config import ConfigError
@@ -14,12 +15,13 @@ from metagmvae.evaluate import episode_accuracies
 from metagmvae.related import sib
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
 
 
 def model(features: int = 2, **overrides) -> sib.SIB:
-    cfg = sib.parse_config(sib.PAPER | overrides, "test")
+    cfg = related_config("sib_mini_imagenet", "paper", **overrides)
     torch.manual_seed(0)
     return sib.build_model(cfg, features)
 
@@ -114,24 +116,27 @@ def test_meta_training_makes_the_synthetic_steps_lower_the_query_loss():
     assert loss_k < 0.5 * loss0, (loss0, loss_k)
 
 
-def test_parse_config_refuses_bad_and_unknown_keys():
-    assert sib.parse_config(sib.QUICK, "q").optimizer == "adam"
-    assert sib.parse_config(sib.PAPER, "p") == sib.Config(**sib.PAPER)
-    with pytest.raises(ConfigError, match=r"related\.sib\.lr = -1\.0: must be > 0"):
-        sib.parse_config(sib.PAPER | {"lr": -1.0}, "related.sib")
-    with pytest.raises(ConfigError, match=r"related\.sib\.optimizer = 'rmsprop'"):
-        sib.parse_config(sib.PAPER | {"optimizer": "rmsprop"}, "related.sib")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['typo'\]"):
-        sib.parse_config(sib.PAPER | {"typo": 1}, "related.sib")
-    with pytest.raises(ConfigError, match=r"related\.sib: missing|related\.sib\.way: missing"):
-        sib.parse_config({k: v for k, v in sib.PAPER.items() if k != "way"}, "related.sib")
+def test_sections_parse_and_bad_or_unknown_keys_are_refused():
+    assert related_config("sib_mini_imagenet").optimizer == "adam"
+    assert related_config("sib_mini_imagenet", "paper").optimizer == "sgd"
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet\.lr = -1\.0: must be > 0$"):
+        related_config("sib_mini_imagenet", lr=-1.0)
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet\.optimizer = 'rmsprop': must be one of"):
+        related_config("sib_mini_imagenet", optimizer="rmsprop")
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet: unknown key\(s\) \['typo'\]"):
+        related_config("sib_mini_imagenet", typo=1)
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet: momentum = 0\.0: Nesterov SGD needs"):
+        related_config("sib_mini_imagenet", "paper", momentum=0.0)
+    section = {k: v for k, v in related_section("sib_mini_imagenet").items() if k != "way"}
+    with pytest.raises(ConfigError, match=r"^related\.sib_mini_imagenet\.way: missing$"):
+        parse_section({"related": {"sib_mini_imagenet": section}}, "related", "sib_mini_imagenet")
 
 
 def test_tiny_training_is_deterministic_and_beats_chance(tmp_path):
     data = clustered(30, 25, 12, 0.6, seed=2)
     splits = {"train": data[:20], "val": data[20:]}
     val = sample_episodes(np.random.default_rng(3), 10, 10, 25, 5, 1, 15)
-    cfg = sib.parse_config(sib.QUICK | {"steps": 30, "val_every": 10, "log_every": 10, "batch": 4}, "tiny")
+    cfg = related_config("sib_mini_imagenet", steps=30, val_every=10, log_every=10, batch=4)
     logged = []
 
     class Recorder(Run):

@@ -11,10 +11,11 @@ from conftest import REPO, TINY_TRAINING
 from metagmvae import checkpoint, train
 from metagmvae.data.stores import load_split
 from metagmvae.loop import NonFiniteLossError
+from metagmvae.models import trained
 from metagmvae.pipeline import episodes
-from metagmvae.pipeline.metatrain import train_config
 from metagmvae.runtime import make_runtime
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -25,9 +26,9 @@ def setup(store, tmp_path_factory):
     params["episodes"]["omniglot"]["val"] = {"episodes": 4, "ways": [5], "shots": [1, 5]}
     params["episodes"]["omniglot"]["test"] = {"episodes": 4, "ways": [5], "shots": [1]}
     path = tmp_path_factory.mktemp("eps") / "episodes.h5"
-    sets = episodes.run("omniglot", params, store, path)
+    sets = episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, path)
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING)
-    cfg = train_config(params, "omniglot_5way")
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
     rt = make_runtime("cpu", "fp32", True, convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
@@ -111,7 +112,7 @@ def test_progress_bar_in_a_log_redraws_only_around_validation_lines(setup, tmp_p
 
 def test_changed_config_does_not_resume_foreign_state(setup, tmp_path):
     cfg = setup[0]
-    other = train.TrainConfig(**{**vars(cfg), "lr": cfg.lr * 2})
+    other = cfg.model_copy(update={"lr": cfg.lr * 2})
     assert other.fingerprint() != cfg.fingerprint()
 
 
@@ -123,8 +124,8 @@ def test_best_checkpoint_per_shot_and_history(setup, tmp_path):
         state = checkpoint.load(tmp_path / "m" / f"best_{shot}shot.pt")
         assert state["val_accuracy"] == max(history["val"][f"{shot}shot"])
         assert round(state["val_accuracy"], 2) == summary["best_val_accuracy"][f"{shot}shot"]
-    assert train.checkpoint_for(tmp_path / "m", 5).name == "best_5shot.pt"
-    assert train.checkpoint_for(tmp_path / "m", 20).name == "best_1shot.pt"
+    assert trained.checkpoint_for(tmp_path / "m", 5).name == "best_5shot.pt"
+    assert trained.checkpoint_for(tmp_path / "m", 20).name == "best_1shot.pt"
 
 
 def test_nan_loss_stops_with_step_and_term(setup, tmp_path, monkeypatch):

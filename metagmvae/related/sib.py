@@ -36,16 +36,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import model_validator
 from torch import nn
 from torch.nn import functional as F
 
 from metagmvae import checkpoint
-from metagmvae.config import Checker, ConfigError, at_least, fraction, non_negative, one_of, positive
+from metagmvae.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Section,
+    Way,
+)
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, check_gradients, due
@@ -57,79 +65,33 @@ from metagmvae.tracking import Run
 # Its published results are in metagmvae.paper.RELATED_PAPER_RESULTS['sib'].
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Section):
     """SIB's ``related.<name>`` hyper-parameters (paper value in brackets: official configs
     ``config/miniImageNet_{1,5}shot.yaml`` and ``main.py``)."""
 
-    way: int  # classes per training episode [5]
-    shot: int  # support examples per class in training episodes [1 or 5: one model per shot]
-    query: int  # query examples per class in training episodes [15]
-    batch: int  # episodes per optimisation step [8]
-    steps: int  # optimisation steps (meta-training iterations) [40000]
-    optimizer: str  # "sgd" (Nesterov) or "adam" [sgd]
-    lr: float  # learning rate of the meta-parameters [0.001]
-    momentum: float  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
-    weight_decay: float  # L2 penalty on all meta-parameters [0.0005]
-    theta_steps: int  # K, synthetic gradient steps on the queries [3]
-    lr_theta: float  # step size of the synthetic gradient steps [0.001: the official code passes the optimiser's lr]
-    dni_hidden: int  # hidden channels per class of the synthetic gradient network [8: 8 W units for W classes]
-    scale: float  # initial scale of the cosine logits [10]
+    way: Way  # classes per training episode [5]
+    shot: PositiveInt  # support examples per class in training episodes [1 or 5: one model per shot]
+    query: PositiveInt  # query examples per class in training episodes [15]
+    batch: PositiveInt  # episodes per optimisation step [8]
+    steps: PositiveInt  # optimisation steps (meta-training iterations) [40000]
+    optimizer: Literal["sgd", "adam"]  # "sgd" (Nesterov) or "adam" [sgd]
+    lr: PositiveFloat  # learning rate of the meta-parameters [0.001]
+    momentum: Fraction  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
+    weight_decay: NonNegativeFloat  # L2 penalty on all meta-parameters [0.0005]
+    theta_steps: NonNegativeInt  # K, synthetic gradient steps on the queries [3]
+    lr_theta: PositiveFloat  # step size of the synthetic gradient steps [0.001: the official code passes the lr]
+    dni_hidden: PositiveInt  # hidden channels per class of the synthetic gradient network [8: 8 W units for W classes]
+    scale: PositiveFloat  # initial scale of the cosine logits [10]
     normalize: bool  # L2-normalise the support features before the class means [true]
-    val_every: int  # validate on the fixed validation episodes every this many steps [1000]
-    log_every: int  # log the training loss and accuracy every this many steps
-    seed: int  # model initialisation and training episodes
+    val_every: PositiveInt  # validate on the fixed validation episodes every this many steps [1000]
+    log_every: PositiveInt  # log the training loss and accuracy every this many steps
+    seed: NonNegativeInt  # model initialisation and training episodes
 
-
-def parse_config(section: Mapping[str, Any], where: str) -> Config:
-    """Validate a ``related.<name>`` section (without its shared keys); unknown keys are refused."""
-    check = Checker(section, where)
-    cfg = Config(
-        way=check.get("way", int, at_least(2)),
-        shot=check.get("shot", int, positive),
-        query=check.get("query", int, positive),
-        batch=check.get("batch", int, positive),
-        steps=check.get("steps", int, positive),
-        optimizer=check.get("optimizer", str, one_of("sgd", "adam")),
-        lr=check.get("lr", float, positive),
-        momentum=check.get("momentum", float, fraction),
-        weight_decay=check.get("weight_decay", float, non_negative),
-        theta_steps=check.get("theta_steps", int, non_negative),
-        lr_theta=check.get("lr_theta", float, positive),
-        dni_hidden=check.get("dni_hidden", int, positive),
-        scale=check.get("scale", float, positive),
-        normalize=check.get("normalize", bool),
-        val_every=check.get("val_every", int, positive),
-        log_every=check.get("log_every", int, positive),
-        seed=check.get("seed", int, non_negative),
-    )
-    check.done()
-    if cfg.optimizer == "sgd" and cfg.momentum == 0:
-        raise ConfigError(f"{where}.momentum = 0.0: Nesterov SGD needs momentum > 0")
-    return cfg
-
-
-PAPER: dict[str, Any] = {
-    "way": 5,
-    "shot": 1,
-    "query": 15,
-    "batch": 8,
-    "steps": 40000,
-    "optimizer": "sgd",
-    "lr": 0.001,
-    "momentum": 0.9,
-    "weight_decay": 0.0005,
-    "theta_steps": 3,
-    "lr_theta": 0.001,
-    "dni_hidden": 8,
-    "scale": 10.0,
-    "normalize": True,
-    "val_every": 1000,
-    "log_every": 100,
-    "seed": 0,
-}
-
-QUICK: dict[str, Any] = PAPER | {"steps": 2000, "optimizer": "adam", "val_every": 500}
+    @model_validator(mode="after")
+    def _nesterov_needs_momentum(self) -> Config:
+        if self.optimizer == "sgd" and self.momentum == 0:
+            raise ValueError(f"momentum = {self.momentum}: Nesterov SGD needs momentum > 0")
+        return self
 
 
 def cosine_logits(query: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -231,7 +193,7 @@ class SIB(nn.Module):
 
 
 def build_model(cfg: Config | Mapping[str, Any], features: int) -> SIB:
-    c = cfg if isinstance(cfg, Mapping) else asdict(cfg)
+    c = cfg if isinstance(cfg, Mapping) else cfg.model_dump()
     return SIB(features, c["dni_hidden"], c["theta_steps"], c["lr_theta"], c["scale"], c["normalize"])
 
 
@@ -299,7 +261,7 @@ def train(
                 bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
             if due(step, cfg.val_every, cfg.steps):
                 best(step, model, model_predictor(model), "sib")
-    best.save(out_path, config=asdict(cfg))
+    best.save(out_path, config=cfg.model_dump())
     return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
 
 
