@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Omniglot accuracy-per-training-minute study (README "Accuracy against wall time";
-# benchmarks/accuracy_study.json). Each run is one `python -m metagmvae.timecurve` training with
+# benchmarks/accuracy_study.json). Each run is one `python -m metagmvae.tools.timecurve` training with
 # its learning rate annealed by one half-cosine to its last step, sized to about the minutes
 # named (steps = minutes / measured seconds per step on the 2-core CPU), scored on the fixed
 # validation episodes (for choosing) and test episodes (for reporting) at the marks.
@@ -19,9 +19,11 @@ import sys
 from pathlib import Path
 from metagmvae.config import load_params
 from metagmvae.pipeline import augment
+from metagmvae.validate import parse_section
 params = load_params("params.yaml")
 params["augment"]["omniglot"]["resize_filter"] = "nearest"
-augment.run(params, Path("data/omniglot/raw"), Path(sys.argv[1]))
+out = Path(sys.argv[1])
+augment.run(parse_section(params, "augment", "omniglot"), Path("data/omniglot/raw"), out / "omniglot.h5", out / "split.json")
 PY
   cp data/omniglot/episodes.h5 "$nearest/episodes.h5"  # episodes depend on the split shapes only
 fi
@@ -33,7 +35,7 @@ declare -A RUNS=(
   # 5-way screening, about 12 minutes each (steps sized from the measured step times)
   [5w_s2_lanczos]="--model omniglot_5way $(cos $m5 12800) --minutes 4 8"
   [5w_s32r2_lanczos]="--model omniglot_5way $(cos $m5 12100) --set $m5.samples=32 --minutes 4 8"
-  [5w_s32r2_nearest]="--model omniglot_5way $(cos $m5 12100) --set $m5.samples=32 --minutes 4 8 --store $nearest/omniglot.h5"
+  [5w_s32r2_nearest]="--model omniglot_5way $(cos $m5 12100) --set $m5.samples=32 --minutes 4 8 --store $nearest/omniglot.h5 --episodes $nearest/episodes.h5"
   [5w_s32r1_lanczos]="--model omniglot_5way $(cos $m5 15300) --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8"
   [5w_m200s32r1_lanczos]="--model omniglot_5way $(cos $m5 9200) --set $m5.points=200 --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8"
   [5w_b2s32r1_lanczos]="--model omniglot_5way $(cos $m5 8900) --set $m5.batch=2 --set $m5.samples=32 --set $m5.samples_decoder=1 --minutes 4 8"
@@ -54,6 +56,7 @@ for run in "${runs[@]}"; do
   [ -f "$out/$run.json" ] && { echo "$run: done"; continue; }
   echo "== $run: ${RUNS[$run]}"
   # shellcheck disable=SC2086
-  python -m metagmvae.timecurve --profile quick ${RUNS[$run]} --out "$out/$run" > "$out/$run.log" 2>&1
+  python -m metagmvae.tools.timecurve --profile quick --store data/omniglot/omniglot.h5 --episodes data/omniglot/episodes.h5 \
+    ${RUNS[$run]} --out "$out/$run" > "$out/$run.log" 2>&1  # a run's own --store comes last and wins
   tail -n 4 "$out/$run.log"
 done

@@ -1,26 +1,196 @@
-"""Loading and validating ``params.yaml`` before any work is done.
+"""Loading ``params.yaml`` and the schema every section is parsed with.
 
-Each stage reads only its own section. Validation errors name the key, the value and what is
-allowed, and unknown keys are refused (a typo must not silently fall back to a default).
+Each section is a :class:`Section`, a pydantic model declared once beside the code that uses it:
+typed fields with their constraints, unknown keys refused (a typo must not silently fall back to
+a default), strict types (``1`` is not ``true``, ``"5"`` is not ``5``). :func:`parse` validates
+raw YAML against a schema and turns pydantic's errors into one line each, every one at once,
+naming the key, the value and what is allowed, e.g.
+``metatrain.omniglot_5way.lr = -1.0: must be > 0``.
 """
 
 from __future__ import annotations
 
-import copy
+import functools
+import hashlib
+import json
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 
 class ConfigError(ValueError):
     """A parameter is missing, unknown, of the wrong type or out of range."""
 
 
+class Section(BaseModel):
+    """One parameter section: strict types, no unknown keys, immutable once parsed.
+
+    ``RENAMED`` maps a key's former name to its current one: a file still using the old name is
+    refused with a message that names the new one.
+    """
+
+    model_config = ConfigDict(strict=True, extra="forbid", frozen=True)
+    RENAMED: ClassVar[dict[str, str]] = {}
+    ITEMS: ClassVar[str] = "key"  # what this section's keys are, for the unknown-key message
+
+    def fingerprint(self) -> str:
+        """Short hash of the whole section (names a training run's resume folder)."""
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+Fraction = Annotated[float, Field(ge=0, lt=1)]  # may be 0, not 1 (a dropout rate, a momentum)
+Way = Annotated[int, Field(ge=2)]  # classes (mixture components) of an episode
+PositiveInts = Annotated[list[PositiveInt], Field(min_length=1)]  # e.g. the shots of a setting
+
+
+class SplitCounts(Section):
+    """A count per split (classes, characters or images per class), each > 0."""
+
+    train: PositiveInt
+    val: PositiveInt
+    test: PositiveInt
+
+
+S = TypeVar("S")
+
+
+@functools.cache
+def _adapter(schema: Any) -> TypeAdapter:
+    return TypeAdapter(schema)
+
+
+def parse(schema: type[S] | Any, raw: Any, where: str) -> S:
+    """``raw`` validated against ``schema`` (a :class:`Section` or a type built from them), or a
+    :class:`ConfigError` listing every problem, one per line, located under ``where``."""
+    try:
+        return _adapter(schema).validate_python(raw)
+    except ValidationError as exc:
+        raise ConfigError("\n".join(problems(exc, schema, where))) from None
+
+
+def problems(exc: ValidationError, schema: Any, where: str = "") -> list[str]:
+    """pydantic's errors for ``schema`` as messages naming the key (``where.key.sub``), the value
+    and what is allowed; unknown keys of one section are grouped into one message."""
+    found: list[str] = []
+    unknown: dict[str, tuple[type[Section] | None, list[str]]] = {}
+    for err in exc.errors(include_url=False):
+        names, owner = _locate(schema, err["loc"])
+        path = ".".join(filter(None, (where, *names)))
+        kind, value, ctx = err["type"], err.get("input"), err.get("ctx", {})
+        if kind == "extra_forbidden":
+            parent = ".".join(filter(None, (where, *names[:-1])))
+            unknown.setdefault(parent, (owner, []))[1].append(names[-1])
+        elif kind == "missing":
+            renamed = owner.RENAMED if owner else {}
+            if not any(new == names[-1] and old in (value or {}) for old, new in renamed.items()):
+                found.append(f"{path}: missing")
+        elif kind in ("value_error", "assertion_error") and isinstance(value, Mapping):
+            found.append(f"{path}: {ctx.get('error', err['msg'])}")  # a check across the section's keys
+        elif kind == "union_tag_invalid":
+            key = ctx["discriminator"].strip("'")
+            found.append(f"{path}.{key} = {ctx['tag']!r}: must be one of [{ctx['expected_tags']}]")
+        elif kind == "union_tag_not_found":
+            found.append(f"{path}.{ctx['discriminator'].strip(chr(39))}: missing")
+        else:
+            found.append(f"{path} = {value!r}: {_constraint(kind, ctx, err['msg'])}")
+    for parent, (owner, keys) in unknown.items():
+        renamed = owner.RENAMED if owner else {}
+        for key in (key for key in keys if key in renamed):
+            found.append(f"{parent}.{key}: this key is now called {renamed[key]!r}; rename it")
+        if others := sorted(key for key in keys if key not in renamed):
+            items = owner.ITEMS if owner else "key"
+            allowed = f"; allowed: {sorted(owner.model_fields)}" if owner else ""
+            found.append(f"{parent or 'params.yaml'}: unknown {items}(s) {others}{allowed}")
+    return found
+
+
+EXPECTED = {
+    "int_type": "int",
+    "float_type": "float",
+    "bool_type": "bool (true or false)",
+    "string_type": "str",
+    "list_type": "list",
+    "tuple_type": "list",
+    "dict_type": "mapping",
+    "model_type": "mapping",
+    "model_attributes_type": "mapping",
+}
+
+
+def _constraint(kind: str, ctx: dict, msg: str) -> str:
+    """What a single value violates, in the words of ``params.yaml``."""
+    if kind in EXPECTED:
+        return f"expected {EXPECTED[kind]}"
+    bounds = {"greater_than": "> {gt}", "greater_than_equal": ">= {ge}", "less_than": "< {lt}"}
+    bounds |= {"less_than_equal": "<= {le}"}
+    if kind in bounds:  # a bound of 0 on a float field reads "> 0", not "> 0.0"
+        return "must be " + bounds[kind].format(**{k: int(v) if v == int(v) else v for k, v in ctx.items()})
+    if kind == "literal_error":
+        return f"must be one of [{ctx['expected'].replace(' or ', ', ')}]"
+    if kind == "string_pattern_mismatch":
+        return f"must match {ctx['pattern']}"
+    if kind in ("too_short", "too_long"):
+        n = ctx["min_length"] if kind == "too_short" else ctx["max_length"]
+        return f"must have {'at least' if kind == 'too_short' else 'at most'} {n} item{'s' * (n != 1)}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", msg))
+    return msg
+
+
+def _locate(schema: Any, loc: tuple) -> tuple[list[str], type[Section] | None]:
+    """The key names of an error location (without the tags pydantic adds for a discriminated
+    union's member) and the section that holds the last one."""
+    names: list[str] = []
+    node, owner = schema, None
+    for part in loc:
+        node = _bare(node)
+        origin = get_origin(node)
+        if isinstance(node, type) and issubclass(node, BaseModel):
+            owner = node
+            field = node.model_fields.get(str(part))
+            node = field.annotation if field else None
+        elif origin in (Union, types.UnionType):
+            node = _member(get_args(node), part)
+            continue
+        elif origin in (dict, Mapping) or origin is typing.Mapping:
+            node = get_args(node)[1] if get_args(node) else None
+        elif origin in (list, tuple):
+            node = get_args(node)[0] if get_args(node) else None
+        else:
+            node = None
+        names.append(str(part))
+    return names, owner
+
+
+def _bare(node: Any) -> Any:
+    while get_origin(node) is Annotated:
+        node = get_args(node)[0]
+    return node
+
+
+def _member(members: tuple, tag: Any) -> Any:
+    """The member of a discriminated union whose tag (a ``Literal`` field) is ``tag``."""
+    for member in members:
+        member = _bare(member)
+        fields = getattr(member, "model_fields", {})
+        if any(get_origin(f.annotation) is Literal and tag in get_args(f.annotation) for f in fields.values()):
+            return member
+    return None
+
+
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    """Read the whole parameter file."""
+    """Read the whole parameter file (raw YAML; :func:`metagmvae.validate.load_valid_params`
+    parses it)."""
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: parameter file not found")
@@ -29,98 +199,6 @@ def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level")
     return params
-
-
-def section(params: Mapping[str, Any], *keys: str) -> dict[str, Any]:
-    """The nested section ``params[k1][k2]...``; a clear error names the missing key."""
-    node: Any = params
-    for depth, key in enumerate(keys):
-        if not isinstance(node, Mapping) or key not in node:
-            where = ".".join(keys[: depth + 1])
-            have = sorted(node) if isinstance(node, Mapping) else type(node).__name__
-            raise ConfigError(f"params.yaml: missing section {where!r} (found {have})")
-        node = node[key]
-    return copy.deepcopy(node)
-
-
-class Checker:
-    """Validate one section against a schema: ``{key: (type, check)}``.
-
-    ``check`` is ``None`` or a callable returning an error message (or ``None`` when fine).
-    Use :meth:`done` to refuse unknown keys.
-    """
-
-    def __init__(self, cfg: Mapping[str, Any], where: str):
-        if not isinstance(cfg, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {cfg!r}")
-        self.cfg = dict(cfg)
-        self.where = where
-        self.seen: set[str] = set()
-
-    def get(self, key: str, kind: type | tuple[type, ...], check=None) -> Any:
-        self.seen.add(key)
-        name = f"{self.where}.{key}"
-        if key not in self.cfg:
-            raise ConfigError(f"{name}: missing")
-        value = self.cfg[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
-        if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
-            allowed = " or ".join(k.__name__ for k in kinds)
-            raise ConfigError(f"{name} = {value!r}: expected {allowed}")
-        if check is not None and (problem := check(value)):
-            raise ConfigError(f"{name} = {value!r}: {problem}")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.cfg) - self.seen)
-        if unknown:
-            raise ConfigError(f"{self.where}: unknown key(s) {unknown}; allowed: {sorted(self.seen)}")
-
-
-def positive(value) -> str | None:
-    return None if value > 0 else "must be > 0"
-
-
-def non_negative(value) -> str | None:
-    return None if value >= 0 else "must be >= 0"
-
-
-def at_least(low):
-    def check(value) -> str | None:
-        return None if value >= low else f"must be >= {low}"
-
-    return check
-
-
-def fraction(value) -> str | None:
-    """A probability-like value that may be 0 but not 1 (a dropout rate, a momentum)."""
-    return None if 0 <= value < 1 else "must be in [0, 1)"
-
-
-def counts_per_split(splits, what: str):
-    """A mapping of exactly ``splits`` (any order) to integer ``what`` > 0."""
-
-    def check(value) -> str | None:
-        if sorted(value) == sorted(splits) and all(isinstance(n, int) and n > 0 for n in value.values()):
-            return None
-        return f"must map {', '.join(splits[:-1])} and {splits[-1]} to {what} > 0"
-
-    return check
-
-
-def one_of(*choices):
-    def check(value) -> str | None:
-        return None if value in choices else f"must be one of {list(choices)}"
-
-    return check
-
-
-def positive_ints(value) -> str | None:
-    if not value or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
-        return "must be a non-empty list of integers > 0"
-    return None
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

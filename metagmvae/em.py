@@ -5,7 +5,7 @@ Shapes: ``E`` episodes, ``N`` points per episode (Monte-Carlo samples, each its 
 caller's autocast state: squared distances in D = 64 are hundreds of nats, which bf16 would
 quantise badly.
 
-Deviations from the official code (spec section 7.2), all inert in normal runs:
+Deviations from the official code (docs/official-code.md §7.2), all inert in normal runs:
 ``N_k`` is floored at ``EPS`` before dividing, ``log pi`` at ``log(EPS)``, and the test-time
 variances are computed around a per-episode centre and floored at ``var_floor``.
 """
@@ -109,7 +109,7 @@ def semi_supervised_em(
     iters: int,
     var_floor: float = 1e-6,
 ) -> torch.Tensor:
-    """Transductive test-time EM (spec section 4) and the final query posteriors.
+    """Transductive test-time EM (docs/official-code.md §4) and the final query posteriors.
 
     Uniform, fixed pi; means start at the labelled class means; E-steps over the unlabelled
     points use the identity covariance; after the last M-step the diagonal variances give the
@@ -145,7 +145,7 @@ def semi_supervised_em(
             resp = (log_pi - 0.5 * squared_distances(z_query, mu, query_sq_sum)).softmax(-1)  # [E, U, K]
             nk = n_lab + resp.sum(1)
             mu = (sum_lab + torch.bmm(resp.transpose(1, 2), z_query)) / nk.unsqueeze(-1)
-        # Diagonal variances after the last M-step (only they use sigma^2; spec section 9.4).
+        # Diagonal variances after the last M-step (only they use sigma^2; docs/official-code.md §9.4).
         sq_lab = torch.bmm(onehot.transpose(1, 2), z_support.pow(2))
         sq_unl = torch.bmm(resp.transpose(1, 2), query_sq)
         sum_w_z = sum_lab + torch.bmm(resp.transpose(1, 2), z_query)

@@ -48,25 +48,34 @@ def episode_accuracies(
     return np.concatenate(out)
 
 
+def meta_gmvae_predictor(model, rt, *, samples: int, em_iters: int, generator: torch.Generator) -> Predictor:
+    """A Meta-GMVAE ``model``'s transductive prediction as a :data:`Predictor` on encoded
+    episodes: ``samples`` Monte-Carlo samples per point and ``em_iters`` semi-supervised EM
+    steps, under the runtime ``rt``'s autocast, the sampling noise drawn from ``generator``."""
+
+    def predict(support, y_support, query, way):
+        with rt.autocast():
+            return model.predict(
+                support, y_support, query, way=way, samples=samples, em_iters=em_iters, generator=generator
+            )
+
+    return predict
+
+
 def model_accuracies(
     model,
-    rt,
     tokens: torch.Tensor,
     episodes: EpisodeSet,
+    *,
+    rt,
     samples: int,
     em_iters: int,
     episodes_per_call: int,
     seed: int,
     progress: str | None = None,
 ) -> np.ndarray:
-    """Per-episode accuracy of a Meta-GMVAE ``model`` (``[n]`` in [0, 1]), predicting with
-    ``samples`` Monte-Carlo samples and ``em_iters`` semi-supervised EM steps under the
-    runtime ``rt``'s autocast; ``tokens`` are the encoded class-structured inputs
-    ``model.encode(data)``. The sampling noise is seeded by ``seed`` alone."""
-    gen = rt.generator(seed)
-
-    def predict(support, y_support, query, way):
-        with rt.autocast():
-            return model.predict(support, y_support, query, way=way, samples=samples, em_iters=em_iters, generator=gen)
-
+    """Per-episode accuracy of a Meta-GMVAE ``model`` (``[n]`` in [0, 1]) on ``tokens``, the
+    encoded class-structured inputs ``model.encode(data)`` (see :func:`meta_gmvae_predictor`);
+    the sampling noise is seeded by ``seed`` alone."""
+    predict = meta_gmvae_predictor(model, rt, samples=samples, em_iters=em_iters, generator=rt.generator(seed))
     return episode_accuracies(predict, tokens, episodes, episodes_per_call, progress)

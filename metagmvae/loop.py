@@ -30,7 +30,7 @@ def check_gradients(step: int, parameters) -> None:
 class RunningMeans:
     """Means of scalar loss terms over the steps since the last log line.
 
-    ``state()`` / ``load_state()`` carry the partial sums through a resume, since checkpoints
+    ``state_dict()`` / ``load_state_dict()`` carry the partial sums through a resume, since checkpoints
     need not fall on log steps.
     """
 
@@ -51,10 +51,10 @@ class RunningMeans:
         self.sums, self.count = {}, 0
         return means
 
-    def state(self) -> dict:
+    def state_dict(self) -> dict:
         return {"sums": dict(self.sums), "count": self.count}
 
-    def load_state(self, state: dict) -> None:
+    def load_state_dict(self, state: dict) -> None:
         self.sums, self.count = dict(state["sums"]), state["count"]
 
 

@@ -105,7 +105,7 @@ def accuracy_vs_time(records: list[dict], references: dict, path: Path) -> None:
     one panel per way, with the official code's measured curves (when ``references`` holds
     them for that way) and the paper's final values.
 
-    records: :mod:`metagmvae.timecurve` JSON records (``points`` with ``minutes`` and
+    records: :mod:`metagmvae.tools.timecurve` JSON records (``points`` with ``minutes`` and
     ``test: {"<W>way_<s>shot": {"accuracy", "ci95"}}``). references: ``official_cpu`` curves
     (``{"label", "points": [{"seconds", "<key>": %}]}``) and ``paper`` (``{"<key>": %}``).
     """
@@ -164,7 +164,7 @@ def accuracy_vs_time(records: list[dict], references: dict, path: Path) -> None:
 
 
 def study_figure(kind: str, runs: list[dict], path: Path) -> None:
-    """Accuracy against training minutes, one line per run of a study (:mod:`metagmvae.study`):
+    """Accuracy against training minutes, one line per run of a study (:mod:`metagmvae.tools.study`):
     validation accuracy (1-shot solid, 5-shot dashed) of Omniglot runs, one panel per way, or
     LR(SimCLR) test accuracy of SimCLR runs, one panel per shot."""
     if kind == "omniglot":

@@ -5,24 +5,24 @@ bit-identical continuation after an interruption (mid-epoch included).
 Learning rate (a deliberate deviation): linear warm-up from 0 over ``warmup_epochs``, then one
 half-cosine from ``lr`` to 0 at the last step, stepped every iteration. The official code keeps
 the rate constant for 10 epochs and then steps a cosine with a 75-epoch period once per epoch,
-which makes it oscillate (zero at epochs 85, 235 and 385; spec section 1.3).
+which makes it oscillate (zero at epochs 85, 235 and 385; docs/official-code.md §1.3).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from torch.nn.parallel import DistributedDataParallel
 
 from metagmvae import checkpoint, simclr
+from metagmvae.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section
+from metagmvae.data.mini_imagenet import IMAGE_SIZE
 from metagmvae.distributed import (
     SINGLE_PROCESS,
     Context,
@@ -34,35 +34,55 @@ from metagmvae.distributed import (
 from metagmvae.io import atomic_dir, write_json
 from metagmvae.loop import check_finite, check_gradients
 from metagmvae.progress import progress as progress_bar
-from metagmvae.runtime import Runtime
-from metagmvae.schedule import learning_rate, set_learning_rate
+from metagmvae.resume import ResumeFolder
+from metagmvae.runtime import Runtime, RuntimeSettings
+from metagmvae.schedule import SCHEDULES, learning_rate, set_learning_rate
 from metagmvae.tracking import Run
 
 
-@dataclass(frozen=True)
-class PretrainConfig:
+def _area_range(value: tuple[float, float]) -> tuple[float, float]:
+    if not 0 < value[0] <= value[1] <= 1:
+        raise ValueError("must be [low, high] with 0 < low <= high <= 1")
+    return value
+
+
+AreaRange = Annotated[
+    tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v), AfterValidator(_area_range)
+]
+
+
+AreaRange = Annotated[
+    tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v), AfterValidator(_area_range)
+]
+
+
+class _PretrainKeys(Section):
+    train_per_class: PositiveInt  # images per training class used (600 = all)
+    epochs: PositiveInt
+    batch: Annotated[int, Field(ge=2)]  # global batch of images (2 views each, negatives from it), over processes
+    lr: PositiveFloat
+    warmup_epochs: NonNegativeInt
+    weight_decay: NonNegativeFloat
+    temperature: PositiveFloat
+    hidden: PositiveInt  # encoder width (channels per block)
+    blocks: PositiveInt  # conv blocks (5 at 84 px, 4 at 42 px: 256-d features either way)
+    image_size: Annotated[int, Field(ge=8, le=IMAGE_SIZE)]  # side for pre-training and extraction (stored: 84)
+    crop_scale: AreaRange  # random-resized-crop area fraction [low, high] ([0.08, 1.0] in the paper)
+    lr_schedule: Literal[SCHEDULES]  # after the warm-up: cosine (one half-cosine to 0) | constant
+    seed: NonNegativeInt
+    checkpoint_every: PositiveInt  # resume state every this many steps (and at every epoch's end)
+
+
+class PretrainConfig(RuntimeSettings, _PretrainKeys):
     """The ``pretrain.<dataset>`` section (see params.yaml)."""
 
-    train_per_class: int  # images per training class used (600 = all)
-    epochs: int
-    batch: int  # global batch of images (2 views each), split over processes
-    lr: float
-    warmup_epochs: int
-    weight_decay: float
-    temperature: float
-    hidden: int  # encoder width (channels per block)
-    blocks: int  # conv blocks (5 at 84 px, 4 at 42 px: 256-d features either way)
-    image_size: int  # side the 84 x 84 images are resized to for pre-training and extraction
-    crop_scale: tuple[float, float]  # random-resized-crop area fraction (0.08, 1.0) in the paper
-    lr_schedule: str  # after the warm-up: cosine (one half-cosine to 0) | constant
-    seed: int
-    checkpoint_every: int  # resume state every this many steps (and at every epoch's end)
-    device: str
-    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
-    channels_last: bool | str  # auto | true | false
-
-    def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:12]
+    @model_validator(mode="after")
+    def _consistent(self) -> PretrainConfig:
+        if simclr.feature_size(image_size=self.image_size, blocks=self.blocks, hidden=self.hidden) == 0:
+            raise ValueError(f"image_size = {self.image_size} does not survive blocks = {self.blocks} 2x2 poolings")
+        if self.warmup_epochs >= self.epochs:
+            raise ValueError(f"warmup_epochs = {self.warmup_epochs}: must be < epochs = {self.epochs}")
+        return self
 
 
 @dataclass
@@ -90,7 +110,7 @@ def pretrain(
     ``history.json``). Returns a summary with the wall-clock training time.
 
     on_step: called after every step with ``(steps done, training seconds so far, the model)``
-    (``metagmvae.simclr_budget`` copies the weights at fixed training minutes).
+    (``metagmvae.tools.simclr_budget`` copies the weights at fixed training minutes).
     """
     if cfg.batch % ctx.world:
         raise ValueError(f"pretrain batch {cfg.batch} is not divisible by the {ctx.world} processes")
@@ -110,41 +130,22 @@ def pretrain(
     history, step, loss_sum, elapsed = PretrainHistory(), 0, 0.0, 0.0
     epoch_start_rng = order_gen.get_state()  # the order generator before this epoch's permutation
 
-    resume_dir = resume_root / f"{out_dir.name}-{cfg.fingerprint()}-w{ctx.world}"
-    state_path = resume_dir / "state.pt"
-    if state_path.exists():
-        state = checkpoint.load(state_path, rt.device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        epoch_start_rng = state["order_rng"].cpu()
-        view_gen.set_state(state["view_rng"][ctx.rank].cpu())
-        history, step, loss_sum, elapsed = (
-            PretrainHistory(**state["history"]),
-            state["step"],
-            state["loss_sum"],
-            state["elapsed"],
-        )
+    resume = ResumeFolder(resume_root, f"{out_dir.name}-{cfg.fingerprint()}-w{ctx.world}")
+    stateful = {"model": model, "optimizer": optimizer}
+    if (saved := resume.restore(rt.device, stateful)) is not None:
+        epoch_start_rng = saved["order_rng"].cpu()
+        view_gen.set_state(saved["view_rng"][ctx.rank].cpu())  # one view generator per process
+        history, step = PretrainHistory(**saved["history"]), saved["step"]
+        loss_sum, elapsed = saved["loss_sum"], saved["elapsed"]
         if ctx.main:
-            print(f"resuming {out_dir.name} from step {step} ({state_path})", flush=True)
+            print(f"resuming {out_dir.name} from step {step} ({resume.state_file})", flush=True)
 
     def save_state() -> None:
         """Everything needed to continue bit-identically from ``step`` (a collective call)."""
         views = gather_objects(view_gen.get_state())
         if ctx.main:
-            checkpoint.save(
-                state_path,
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "order_rng": epoch_start_rng,
-                    "view_rng": views,
-                    "history": asdict(history),
-                    "step": step,
-                    "loss_sum": loss_sum,
-                    "elapsed": elapsed,
-                    "config": asdict(cfg),
-                },
-            )
+            values = {"order_rng": epoch_start_rng, "view_rng": views, "history": asdict(history), "step": step}
+            resume.save(stateful, **values, loss_sum=loss_sum, elapsed=elapsed, config=cfg.model_dump())
         barrier()
 
     net = DistributedDataParallel(model) if ctx.world > 1 else model
@@ -197,8 +198,10 @@ def pretrain(
     summary = {"epochs": epoch, "final_loss": round(history.loss[-1], 4), "fingerprint": cfg.fingerprint()}
     if ctx.main:
         with atomic_dir(out_dir) as tmp:
-            checkpoint.save(tmp / "simclr.pt", {"model": model.state_dict(), "config": asdict(cfg), "epochs": epoch})
+            checkpoint.save(
+                tmp / "simclr.pt", {"model": model.state_dict(), "config": cfg.model_dump(), "epochs": epoch}
+            )
             write_json(tmp / "history.json", asdict(history))
-        shutil.rmtree(resume_dir)
+        resume.remove()
     barrier()
     return summary | {"train_seconds": round(elapsed, 1), "seconds_per_epoch": round(elapsed / max(epoch, 1), 2)}

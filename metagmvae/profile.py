@@ -57,6 +57,15 @@ def apply_sets(params: dict, sets: list[str]) -> dict:
     return params
 
 
+def profiled_params(path: Path, profile: str, sets: list[str]) -> dict[str, Any]:
+    """The parameter file ``path`` with a profile's overrides (none for ``""`` or ``"quick"``, the
+    file itself) and then ``--set`` overrides applied (raw YAML, for the developer tools)."""
+    params = load_params(path)
+    if profile not in ("", "quick"):
+        params = merge(params, load_profile(profile))
+    return apply_sets(params, sets)
+
+
 def set_param_args(base: Mapping[str, Any], overrides: Mapping[str, Any]) -> list[str]:
     """``dvc exp run`` arguments for the overrides (validated against ``base``)."""
     merge(base, overrides)

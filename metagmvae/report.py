@@ -19,11 +19,15 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator
 
 from metagmvae.compare import between_methods, between_revisions, interval, revision_table, signed
-from metagmvae.config import Checker, load_params, section
+from metagmvae.config import Section, load_params, parse
 from metagmvae.data.episodes import parse_episode_key
 from metagmvae.episode_results import Table, results_path, trained_way
 from metagmvae.io import write_text
@@ -134,12 +138,21 @@ def related_table(dataset: str, runs: dict[str, dict[str, tuple]], related: dict
     return "\n".join(rows) + "".join(f"\n\n{line}" for line in sources + notes)
 
 
-def report_config(params: dict) -> str:
-    """Parse and validate the ``report`` section: the ``baseline`` revision of the paired differences."""
-    check = Checker(section(params, "report"), "report")
-    baseline = check.get("baseline", str, lambda v: None if v.strip() else "must name a git revision or experiment")
-    check.done()
-    return baseline
+def _names_a_revision(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must name a git revision or experiment")
+    return value
+
+
+class ReportConfig(Section):
+    """The ``report`` section."""
+
+    baseline: Annotated[str, AfterValidator(_names_a_revision)]  # git revision or DVC experiment of the differences
+
+
+def report_config(params: Mapping[str, Any]) -> ReportConfig:
+    """The ``report`` section of raw ``params``, parsed (the stage reads no other section)."""
+    return parse(ReportConfig, params.get("report"), "report")
 
 
 @dataclass(frozen=True)
@@ -322,7 +335,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     params = load_params(args.params) if args.params.exists() else {}
     related = params.get("related", {})
-    baseline = load_baseline(report_config(params), args.metrics, related) if params else None
+    baseline = load_baseline(report_config(params).baseline, args.metrics, related) if params else None
     write_text(report_path, build_report(args.metrics, git_commit(), related, baseline))
     print(report_path.read_text())
 

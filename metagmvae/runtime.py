@@ -23,10 +23,12 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import AfterValidator
 
-from metagmvae.config import ConfigError
+from metagmvae.config import ConfigError, Section
 
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -156,16 +158,38 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def runtime_params(check) -> dict:
-    """Read and validate the ``device``, ``precision`` and ``channels_last`` keys every compute
-    section has, from a :class:`metagmvae.config.Checker`."""
-    from metagmvae.config import one_of
+def _usable_device(name: str) -> str:
+    if problem := device_problem(name):
+        raise ValueError(problem)
+    return name
 
-    return {
-        "device": check.get("device", str, device_problem),
-        "precision": check.get("precision", str, one_of(*PRECISIONS)),
-        "channels_last": check.get("channels_last", (bool, str), channels_last_problem),
-    }
+
+def _channels_last_setting(value: Any) -> bool | str:
+    if problem := channels_last_problem(value):
+        raise ValueError(problem)
+    return value
+
+
+class RuntimeSettings(Section):
+    """The ``device``, ``precision`` and ``channels_last`` keys of every compute section.
+
+    Sections whose configuration a checkpoint stores (``metatrain``, ``pretrain``) keep them
+    last, as their checkpoints always have: ``class X(RuntimeSettings, XKeys)`` (pydantic puts
+    the fields of the rightmost base first).
+    """
+
+    device: Annotated[Literal[DEVICES], AfterValidator(_usable_device)]  # auto | cpu | cuda
+    precision: Literal[PRECISIONS]  # auto | fp32 | bf16 (resolved by make_runtime)
+    channels_last: Annotated[Any, AfterValidator(_channels_last_setting)]  # auto | true | false
+
+    def runtime(self, *, convolutional: bool) -> Runtime:
+        """The resolved runtime of this section (see :func:`make_runtime`)."""
+        return make_runtime(self.device, self.precision, self.channels_last, convolutional=convolutional)
+
+    def as_run_with(self, rt: Runtime):
+        """This section with ``precision`` and ``channels_last`` as ``rt`` resolved them (what a
+        checkpoint and a resume fingerprint record: how the model was trained, not "auto")."""
+        return self.model_copy(update={"precision": rt.precision, "channels_last": rt.channels_last})
 
 
 def retain_freed_memory() -> bool:

@@ -1,4 +1,4 @@
-"""SimCLR for Mini-ImageNet (spec section 1.3): Conv5 encoder, projection head, NT-Xent, and the
+"""SimCLR for Mini-ImageNet (docs/official-code.md §1.3): Conv5 encoder, projection head, NT-Xent, and the
 two-view augmentation done batched on tensors (so it runs on the GPU when there is one).
 
 Shapes: ``N`` images, images ``[N, 3, 84, 84]`` float in [0, 1] before normalisation.
@@ -187,10 +187,10 @@ def normalize(x: torch.Tensor) -> torch.Tensor:
 
 
 def augment(images: torch.Tensor, gen: torch.Generator, scale: tuple[float, float] = (0.08, 1.0)) -> torch.Tensor:
-    """One random view of every image (spec 1.3): random-resized crop (area ``scale``, 0.08-1 in the paper; aspect
-    3/4-4/3, bilinear), horizontal flip (p 0.5), colour jitter (0.8, 0.8, 0.8, 0.2; p 0.8),
-    grayscale (p 0.2), ImageNet normalisation. images: uint8 ``[N, 3, S, S]`` (S = 84 in the
-    paper; the view keeps the input's size)."""
+    """One random view of every image (docs/official-code.md §1.3): random-resized crop (area
+    ``scale``, 0.08-1 in the paper; aspect 3/4-4/3, bilinear), horizontal flip (p 0.5), colour
+    jitter (0.8, 0.8, 0.8, 0.2; p 0.8), grayscale (p 0.2), ImageNet normalisation. images: uint8
+    ``[N, 3, S, S]`` (S = 84 in the paper; the view keeps the input's size)."""
     x = images.float() / 255.0
     n, size = x.shape[0], x.shape[-1]
     boxes = crop_boxes(n, size, gen, x.device, scale=scale)

@@ -1,72 +1,84 @@
 """Meta-training loop: sampling, optimisation, validation, checkpoint selection, resume.
 
-State lives in a resume folder keyed by a hash of the training configuration, outside DVC's
-outputs (DVC deletes declared outputs before rerunning a stage). A run killed for any reason
-and started again with the same configuration continues from its last checkpoint; a changed
-configuration starts afresh. The final outputs are assembled in a temporary folder and renamed
-into place only when training has finished.
+:func:`train` reads as its steps: restore or start (:mod:`metagmvae.resume`), then per step the
+optimisation (:func:`training_steps`), the logged means, the validation that keeps the best
+checkpoint per shot (:class:`BestCheckpoints`) and the resume state; at the end the outputs,
+assembled in a temporary folder and renamed into place only when training has finished.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
+from pydantic import model_validator
 
 from metagmvae import checkpoint
+from metagmvae.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, PositiveInts, Section, Way
 from metagmvae.data.episodes import EpisodeSet, sample_training_batch
-from metagmvae.evaluate import episode_accuracies, summarize
+from metagmvae.data.stores import STORES
+from metagmvae.evaluate import episode_accuracies, meta_gmvae_predictor, summarize
 from metagmvae.io import atomic_dir, write_json
 from metagmvae.loop import RunningMeans, check_finite, check_gradients, due
 from metagmvae.models import MetaGMVAE, build_model
+from metagmvae.models.build import ModelSpec
 from metagmvae.models.gmvae import Losses
+from metagmvae.models.trained import best_checkpoint_name
 from metagmvae.progress import progress as progress_bar
-from metagmvae.runtime import Runtime
-from metagmvae.schedule import learning_rate, set_learning_rate
+from metagmvae.resume import GlobalTorchRNG, ResumeFolder
+from metagmvae.runtime import Runtime, RuntimeSettings
+from metagmvae.schedule import SCHEDULES, learning_rate, set_learning_rate
 from metagmvae.tracking import Run
 
 
-@dataclass(frozen=True)
-class TrainConfig:
+class _TrainKeys(Section):
+    dataset: Literal[tuple(STORES)]
+    model: ModelSpec
+    way: Way  # K mixture components, and the validation way
+    batch: PositiveInt  # B episodes per step
+    points: PositiveInt  # M points per training episode
+    samples: PositiveInt  # S Monte-Carlo samples per point (training: EM prior and KL)
+    samples_decoder: PositiveInt  # S_rec <= S of each point's samples through the decoder (reconstruction)
+    train_em_iters: PositiveInt  # T_u
+    fix_pi: bool
+    lr: PositiveFloat
+    lr_schedule: Literal[SCHEDULES]  # constant | cosine (one half-cosine to 0 at the last step)
+    weight_decay: NonNegativeFloat
+    steps: PositiveInt
+    val_every: PositiveInt
+    val_shots: PositiveInts  # a best checkpoint is kept per shot
+    val_samples: PositiveInt  # S at validation
+    val_em_iters: PositiveInt  # T_s at validation
+    episodes_per_call: PositiveInt
+    checkpoint_every: PositiveInt
+    log_every: PositiveInt
+    seed: NonNegativeInt
+
+
+class TrainConfig(RuntimeSettings, _TrainKeys):
     """One model's ``metatrain`` section (see params.yaml for meanings and units)."""
 
-    dataset: str
-    model: dict[str, Any]
-    way: int  # K mixture components, and the validation way
-    batch: int  # B episodes per step
-    points: int  # M points per training episode
-    samples: int  # S Monte-Carlo samples per point (training: EM prior and KL)
-    samples_decoder: int  # S_rec <= S of each point's samples through the decoder (reconstruction)
-    em_iters: int  # T_u
-    fix_pi: bool
-    lr: float
-    lr_schedule: str  # constant | cosine (one half-cosine to 0 at the last step)
-    weight_decay: float
-    steps: int
-    val_every: int
-    val_shots: list[int]
-    val_samples: int  # S at validation
-    val_em_iters: int  # T_s at validation
-    episodes_per_call: int
-    checkpoint_every: int
-    log_every: int
-    seed: int
-    device: str
-    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
-    channels_last: bool | str  # auto | true | false
+    RENAMED: ClassVar[dict[str, str]] = {"em_iters": "train_em_iters"}  # T_u, not T_s of `evaluate`
 
-    def fingerprint(self) -> str:
-        """Short hash of the whole configuration (names the resume folder)."""
-        blob = json.dumps(asdict(self), sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.samples_decoder > self.samples:
+            raise ValueError(
+                f"samples_decoder = {self.samples_decoder}: must be <= samples = {self.samples} "
+                "(the decoder sees a subset of each point's samples)"
+            )
+        if self.way > self.points * self.samples:
+            raise ValueError(
+                f"way = {self.way} components need at least as many points, but "
+                f"points * samples = {self.points * self.samples}"
+            )
+        return self
 
 
 @dataclass
@@ -118,7 +130,7 @@ def train_step(
     return losses
 
 
-def validate(
+def validation_accuracy(
     model: MetaGMVAE,
     cfg: TrainConfig,
     rt: Runtime,
@@ -126,50 +138,20 @@ def validate(
     val_episodes: dict[int, EpisodeSet],
     seed: int,
 ) -> dict[int, float]:
-    """Mean validation accuracy (%) per shot, on the fixed validation episodes."""
+    """Mean validation accuracy (%) per shot, on the fixed validation episodes (one sampling
+    generator, seeded by ``seed``, across the shots)."""
     model.eval()
-    gen = rt.generator(seed)
     with rt.autocast():
         tokens = model.encode(val_data)
-
-    def predict(support, y_support, query, way):
-        with rt.autocast():
-            return model.predict(
-                support, y_support, query, way=way, samples=cfg.val_samples, em_iters=cfg.val_em_iters, generator=gen
-            )
-
+    predict = meta_gmvae_predictor(
+        model, rt, samples=cfg.val_samples, em_iters=cfg.val_em_iters, generator=rt.generator(seed)
+    )
     out = {
         shot: summarize(episode_accuracies(predict, tokens, eps, cfg.episodes_per_call))["accuracy"]
         for shot, eps in val_episodes.items()
     }
     model.train()
     return out
-
-
-def keep_best(
-    best: dict[int, float],
-    accuracies: dict[int, float],
-    *,
-    model: MetaGMVAE,
-    cfg: TrainConfig,
-    step: int,
-    folder: Path,
-) -> None:
-    """Checkpoint selection: for every validation shot whose accuracy (%) at ``step`` beats
-    ``best[shot]`` (strictly, so a tie keeps the earlier step), record it in ``best`` and save the
-    model's current weights with the configuration, the step and the accuracy as
-    ``folder/best_<shot>shot.pt``."""
-    for shot, acc in accuracies.items():
-        if acc > best[shot]:
-            best[shot] = acc
-            checkpoint.save(
-                folder / f"best_{shot}shot.pt",
-                {"model": model.state_dict(), "config": asdict(cfg), "step": step, "val_accuracy": acc},
-            )
-
-
-def _rng_state(gen: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"generator": gen.get_state(), "torch": torch.get_rng_state()}
 
 
 def start_training(cfg: TrainConfig, rt: Runtime) -> tuple[MetaGMVAE, torch.optim.Optimizer, torch.Generator]:
@@ -206,13 +188,39 @@ def training_steps(
             way=cfg.way,
             samples=cfg.samples,
             samples_decoder=cfg.samples_decoder,
-            em_iters=cfg.em_iters,
+            em_iters=cfg.train_em_iters,
             fix_pi=cfg.fix_pi,
             rt=rt,
             generator=gen,
             step=step,
         )
         yield step, losses, time.perf_counter() - tick
+
+
+class BestCheckpoints:
+    """The best validation accuracy per shot so far and its checkpoint, kept in the resume folder
+    (so a resumed run keeps its selection); a later step replaces it only when strictly better."""
+
+    def __init__(self, cfg: TrainConfig, folder: Path):
+        self.cfg, self.folder = cfg, folder
+        self.accuracy = {shot: -math.inf for shot in cfg.val_shots}
+
+    def offer(self, step: int, shot: int, accuracy: float, model: MetaGMVAE) -> None:
+        if accuracy > self.accuracy[shot]:
+            self.accuracy[shot] = accuracy
+            state = {
+                "model": model.state_dict(),
+                "config": self.cfg.model_dump(),
+                "step": step,
+                "val_accuracy": accuracy,
+            }
+            checkpoint.save(self.folder / best_checkpoint_name(shot), state)
+
+    def state_dict(self) -> dict[str, float]:
+        return {str(shot): acc for shot, acc in self.accuracy.items()}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.accuracy = {int(shot): acc for shot, acc in state.items()}
 
 
 def train(
@@ -224,7 +232,6 @@ def train(
     out_dir: Path,
     resume_root: Path,
     run: Run,
-    on_finish: Callable[[MetaGMVAE, dict], None] | None = None,
     progress: bool = True,
     budget_seconds: float | None = None,
 ) -> dict[str, Any] | None:
@@ -233,49 +240,24 @@ def train(
 
     Returns the summary plus the wall-clock ``train_seconds`` and ``seconds_per_step``; or
     ``None`` when ``budget_seconds`` of wall time ran out first: the state is then saved in the
-    resume folder and the next call continues from it (see :func:`resume_dir`).
+    resume folder and the next call continues from it (see :func:`resume_folder`).
 
     pool: unlabeled training inputs ``[P, *item]`` on ``rt.device``.
     val_data: class-structured validation inputs ``[C, n, *item]`` on ``rt.device``.
-    on_finish: called with the best model of the first validation shot and the history
-        (as a dict) before the outputs are moved into place (figures).
     """
     call_start = time.perf_counter()
-    resume_dir = resume_folder(cfg, out_dir, resume_root)
-    resume_dir.mkdir(parents=True, exist_ok=True)
-    state_path = resume_dir / "state.pt"
-
+    resume = resume_folder(cfg, out_dir, resume_root)
     model, optimizer, gen = start_training(cfg, rt)
-    history, best, done, elapsed = History(), {s: -math.inf for s in cfg.val_shots}, 0, 0.0
-    unlogged = RunningMeans()  # loss terms since the last log line
+    best, unlogged = BestCheckpoints(cfg, resume.path), RunningMeans()  # loss terms since the last log line
+    stateful = {"model": model, "optimizer": optimizer, "generator": gen, "torch_rng": GlobalTorchRNG()}
+    stateful |= {"best": best, "unlogged": unlogged}  # checkpoints need not fall on log steps
+    history, done, elapsed = History(), 0, 0.0
+    if (saved := resume.restore(rt.device, stateful)) is not None:
+        history, done, elapsed = History(**saved["history"]), saved["step"], saved["elapsed"]
+        print(f"resuming {out_dir.name} from step {done} ({resume.state_file})", flush=True)
 
-    if state_path.exists():
-        state = checkpoint.load(state_path, rt.device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"]["generator"].cpu())
-        torch.set_rng_state(state["rng"]["torch"].cpu())
-        history = History(**state["history"])
-        best = {int(k): v for k, v in state["best"].items()}
-        done, elapsed = state["step"], state["elapsed"]
-        unlogged.load_state(state["unlogged"])
-        print(f"resuming {out_dir.name} from step {done} ({state_path})", flush=True)
-
-    def save_state() -> None:
-        checkpoint.save(
-            state_path,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "rng": _rng_state(gen),
-                "history": asdict(history),
-                "best": {str(k): v for k, v in best.items()},
-                "step": step,
-                "elapsed": elapsed,
-                "unlogged": unlogged.state(),  # checkpoints need not fall on log steps
-                "config": asdict(cfg),
-            },
-        )
+    def save_state(step: int) -> None:
+        resume.save(stateful, history=asdict(history), step=step, elapsed=elapsed, config=cfg.model_dump())
 
     bar = progress_bar(
         total=cfg.steps, initial=done, desc=f"metatrain {out_dir.name}", disable=not progress, unit="step"
@@ -284,70 +266,65 @@ def train(
         elapsed += seconds
         unlogged.add(loss=losses.loss, rec=losses.rec, kl=losses.kl)
         bar.update(1)
-
         if due(step, cfg.log_every, cfg.steps):
-            means = unlogged.pop("train")
-            history.step.append(step)
-            for term in ("loss", "rec", "kl"):
-                getattr(history, term).append(means[f"train/{term}"])
-            run.log_metrics(means | {"train/seconds": elapsed}, step=step)
-            bar.set_postfix({term: f"{means[f'train/{term}']:.2f}" for term in ("loss", "rec", "kl")}, refresh=False)
-
+            _log_losses(step, unlogged.pop("train"), elapsed, history, run, bar)
         if due(step, cfg.val_every, cfg.steps):
-            accs = validate(model, cfg, rt, val_data, val_episodes, cfg.seed + step)
-            history.val_step.append(step)
-            for shot, acc in accs.items():
-                history.val.setdefault(f"{shot}shot", []).append(acc)
-            keep_best(best, accs, model=model, cfg=cfg, step=step, folder=resume_dir)
-            run.log_metrics({f"val/{s}shot_accuracy": a for s, a in accs.items()}, step=step)
-            bar.write(f"step {step}: validation " + ", ".join(f"{s}-shot {a:.2f}%" for s, a in accs.items()))
-            save_state()
+            accs = validation_accuracy(model, cfg, rt, val_data, val_episodes, cfg.seed + step)
+            _record_validation(step, accs, model, history, best, run, bar)
+            save_state(step)
         elif step % cfg.checkpoint_every == 0:
-            save_state()
+            save_state(step)
         if budget_seconds is not None and time.perf_counter() - call_start > budget_seconds and step < cfg.steps:
-            save_state()
+            save_state(step)
             bar.close()
             print(f"{out_dir.name}: wall-clock budget of {budget_seconds:.0f} s spent at step {step}", flush=True)
             return None
     bar.close()
+    summary = _write_outputs(cfg, history, best, resume, out_dir)
+    return summary | {"train_seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / cfg.steps, 4)}
 
+
+def _log_losses(step: int, means: dict[str, float], elapsed: float, history: History, run: Run, bar) -> None:
+    """The mean loss terms since the last log line: into the history, MLflow and the bar."""
+    history.step.append(step)
+    for term in ("loss", "rec", "kl"):
+        getattr(history, term).append(means[f"train/{term}"])
+    run.log_metrics(means | {"train/seconds": elapsed}, step=step)
+    bar.set_postfix({term: f"{means[f'train/{term}']:.2f}" for term in ("loss", "rec", "kl")}, refresh=False)
+
+
+def _record_validation(
+    step: int, accs: dict[int, float], model: MetaGMVAE, history: History, best: BestCheckpoints, run: Run, bar
+) -> None:
+    """One validation's accuracies: into the history, the best checkpoints, MLflow and the log."""
+    history.val_step.append(step)
+    for shot, acc in accs.items():
+        history.val.setdefault(f"{shot}shot", []).append(acc)
+        best.offer(step, shot, acc, model)
+    run.log_metrics({f"val/{s}shot_accuracy": a for s, a in accs.items()}, step=step)
+    bar.write(f"step {step}: validation " + ", ".join(f"{s}-shot {a:.2f}%" for s, a in accs.items()))
+
+
+def _write_outputs(
+    cfg: TrainConfig, history: History, best: BestCheckpoints, resume: ResumeFolder, out_dir: Path
+) -> dict[str, Any]:
+    """Move the finished run into ``out_dir`` and forget its resume state; returns the summary."""
     summary = {  # no wall-clock times: identical runs give identical bytes
         "steps": cfg.steps,
-        "best_val_accuracy": {f"{s}shot": round(a, 2) for s, a in best.items()},
+        "best_val_accuracy": {f"{s}shot": round(a, 2) for s, a in best.accuracy.items()},
         "val_shots": cfg.val_shots,
         "fingerprint": cfg.fingerprint(),
     }
     with atomic_dir(out_dir) as tmp:
         for shot in cfg.val_shots:
-            shutil.copy2(resume_dir / f"best_{shot}shot.pt", tmp / f"best_{shot}shot.pt")
+            name = best_checkpoint_name(shot)
+            shutil.copy2(resume.path / name, tmp / name)
         write_json(tmp / "history.json", asdict(history))
         write_json(tmp / "summary.json", summary)
-        if on_finish is not None:
-            best_model, _ = load_model(tmp / f"best_{cfg.val_shots[0]}shot.pt", rt)
-            on_finish(best_model, asdict(history))
-    shutil.rmtree(resume_dir)
-    return summary | {"train_seconds": round(elapsed, 1), "seconds_per_step": round(elapsed / cfg.steps, 4)}
+    resume.remove()
+    return summary
 
 
-def resume_folder(cfg: TrainConfig, out_dir: Path, resume_root: Path) -> Path:
+def resume_folder(cfg: TrainConfig, out_dir: Path, resume_root: Path) -> ResumeFolder:
     """Where :func:`train` keeps the state of ``cfg``'s run (and its best checkpoints so far)."""
-    return resume_root / f"{out_dir.name}-{cfg.fingerprint()}"
-
-
-def load_model(path: Path, rt: Runtime) -> tuple[MetaGMVAE, dict[str, Any]]:
-    """Rebuild a model from a ``best_*.pt`` checkpoint, in eval mode on ``rt.device``.
-
-    Returns ``(model, its training configuration as a dict)``.
-    """
-    state = checkpoint.load(path, rt.device)
-    model = rt.prepare(build_model(state["config"]["model"]))
-    model.load_state_dict(state["model"])
-    return model.eval(), state["config"]
-
-
-def checkpoint_for(model_dir: Path, shot: int) -> Path:
-    """The checkpoint selected for testing at ``shot``: the one selected on validation at that
-    shot if there is one, else the one selected at the first validation shot (Mini-ImageNet
-    tests every shot with its 1-shot selection)."""
-    val_shots = json.loads((model_dir / "summary.json").read_text())["val_shots"]
-    return model_dir / f"best_{shot if shot in val_shots else val_shots[0]}shot.pt"
+    return ResumeFolder(resume_root, f"{out_dir.name}-{cfg.fingerprint()}")

@@ -1,11 +1,12 @@
 """Check the whole parameter file before any work: ``python -m metagmvae.validate [params.yaml]``.
 
-Every section is parsed by the parser its stage uses, then the checks that span sections are
-added: episodes that the configured splits cannot supply (way larger than the classes, shot +
-query larger than the images per class), models whose validation or test settings have no
-episodes, evaluation of a model that is not trained. All problems are reported at once, each
-naming the key, the value and what is allowed. Every stage script loads its parameters through
-:func:`load_valid_params`, so a typo in the last stage's section stops the first stage instead
+Every section is parsed once, by the schema declared beside the code that uses it (:class:`Params`
+gathers them), then the checks that span sections are added: episodes that the configured
+splits cannot supply (way larger than the classes, shot + query larger than the images per
+class), models whose validation or test settings have no episodes, evaluation of a model that
+is not trained. All problems are reported at once, each naming the key, the value and what is
+allowed. Every stage script loads its parameters through :func:`load_valid_params` and passes
+its own, typed section on, so a typo in the last stage's section stops the first stage instead
 of failing after hours of training.
 """
 
@@ -14,118 +15,178 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar, get_args, get_origin
 
-from metagmvae.config import ConfigError, load_params, section
+from pydantic import Field, ValidationError
+
+from metagmvae.config import ConfigError, Section, load_params, parse, problems
 from metagmvae.data import omniglot
 from metagmvae.episode_results import cross_way_method
-from metagmvae.pipeline.augment import augment_config
-from metagmvae.pipeline.download import download_config
-from metagmvae.pipeline.episodes import EpisodesConfig, check_settings, episodes_config
-from metagmvae.pipeline.evaluate import EvalConfig, eval_config
-from metagmvae.pipeline.extract import extract_config
-from metagmvae.pipeline.metatrain import train_config
-from metagmvae.pipeline.pretrain import pretrain_config
-from metagmvae.pipeline.related import related_config
-from metagmvae.report import report_config
+from metagmvae.pipeline.augment import AugmentConfig
+from metagmvae.pipeline.download import MiniImagenetDownload, OmniglotDownload
+from metagmvae.pipeline.episodes import EpisodesConfig, check_settings
+from metagmvae.pipeline.evaluate import EvalConfig
+from metagmvae.pipeline.extract import ExtractConfig
+from metagmvae.pipeline.related import RelatedSection
+from metagmvae.pretrain import PretrainConfig
+from metagmvae.report import ReportConfig
 from metagmvae.train import TrainConfig
 
-SECTIONS: dict[str, tuple[str, ...] | None] = {  # section -> its datasets (None: names are free)
-    "download": ("omniglot", "mini_imagenet"),
-    "augment": ("omniglot",),
-    "pretrain": ("mini_imagenet",),
-    "extract": ("mini_imagenet",),
-    "episodes": ("omniglot", "mini_imagenet"),
-    "metatrain": None,  # model names
-    "evaluate": ("omniglot", "mini_imagenet"),
-    "related": None,  # names of related-method runs
-    "report": None,  # its own keys (metagmvae.report.report_config)
-}
-OPTIONAL = ("related",)
+
+class _Datasets(Section):
+    ITEMS: ClassVar[str] = "dataset"
 
 
-def problems(params: Mapping[str, Any]) -> list[str]:
-    """Every problem found in ``params``, as messages naming the key; empty when all is valid."""
+class DownloadSections(_Datasets):
+    omniglot: OmniglotDownload
+    mini_imagenet: MiniImagenetDownload
+
+
+class AugmentSections(_Datasets):
+    omniglot: AugmentConfig
+
+
+class PretrainSections(_Datasets):
+    mini_imagenet: PretrainConfig
+
+
+class ExtractSections(_Datasets):
+    mini_imagenet: ExtractConfig
+
+
+class EpisodesSections(_Datasets):
+    omniglot: EpisodesConfig
+    mini_imagenet: EpisodesConfig
+
+
+class EvaluateSections(_Datasets):
+    omniglot: EvalConfig
+    mini_imagenet: EvalConfig
+
+
+class Params(Section):
+    """The whole ``params.yaml``: one section per stage (per dataset, model or related run)."""
+
+    ITEMS: ClassVar[str] = "top-level section"
+
+    download: DownloadSections
+    augment: AugmentSections
+    pretrain: PretrainSections
+    extract: ExtractSections
+    episodes: EpisodesSections
+    metatrain: dict[str, TrainConfig]  # model name -> its section
+    evaluate: EvaluateSections
+    related: dict[str, RelatedSection] = Field(default_factory=dict)  # related run -> its section (optional)
+    report: ReportConfig
+
+    def section(self, name: str, item: str) -> Any:
+        """The parsed section ``name.item`` (a dataset, model or related run)."""
+        sections = getattr(self, name)
+        found = sections if isinstance(sections, dict) else dict(sections)
+        if item not in found:
+            raise ConfigError(f"params.yaml: no section {name}.{item} (found {sorted(found)})")
+        return found[item]
+
+
+def parse_params(params: Mapping[str, Any]) -> Params:
+    """Every section of ``params`` (raw YAML) parsed with its schema; a :class:`ConfigError` lists
+    every problem of every section (not the checks across sections: :func:`load_valid_params`)."""
+    return parse(Params, params, "")
+
+
+def section_schema(*keys: str) -> Any:
+    """The schema of the section ``k1.k2...`` of :class:`Params` (``("metatrain", "x")``: a
+    :class:`~metagmvae.train.TrainConfig`)."""
+    schema: Any = Params
+    for key in keys:
+        if get_origin(schema) is dict:
+            schema = get_args(schema)[1]
+        elif key in getattr(schema, "model_fields", {}):
+            schema = schema.model_fields[key].annotation
+        else:
+            raise ConfigError(f"params.yaml: no section {'.'.join(keys)!r}")
+    return schema
+
+
+def parse_section(params: Mapping[str, Any], *keys: str) -> Any:
+    """One section, ``params[k1][k2]``, parsed with its schema (for code holding one section,
+    such as the developer tools and the tests); errors are located under ``k1.k2``."""
+    raw: Any = params
+    for depth, key in enumerate(keys):
+        if not isinstance(raw, Mapping) or key not in raw:
+            raise ConfigError(f"params.yaml: missing section {'.'.join(keys[: depth + 1])!r}")
+        raw = raw[key]
+    return parse(section_schema(*keys), raw, ".".join(keys))
+
+
+def _valid_sections(params: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``{section: {dataset or name: its parsed section, or None where it is invalid}}``: what the
+    checks across sections can use even when some section is wrong."""
+    out: dict[str, dict[str, Any]] = {}
+    for section in Params.model_fields:
+        items = params.get(section)
+        out[section] = {}
+        for item in items if isinstance(items, Mapping) else ():
+            try:
+                out[section][item] = parse_section(params, section, item)
+            except ConfigError:
+                out[section][item] = None
+    return out
+
+
+def cross_section_problems(sections: dict[str, dict[str, Any]]) -> list[str]:
+    """The problems no single section shows: episodes the splits cannot supply, and validation or
+    test settings that no episodes were drawn for (sections that failed to parse are skipped)."""
     found: list[str] = []
-
-    def attempt(parse: Callable[..., Any], *args: Any) -> Any:
-        try:
-            return parse(*args)
-        except (ConfigError, ValueError) as exc:
-            found.append(str(exc))
-            return None
-
-    if unknown := sorted(set(params) - set(SECTIONS)):
-        found.append(f"unknown top-level section(s) {unknown}; allowed: {list(SECTIONS)}")
-    for name, datasets in SECTIONS.items():
-        if name not in params:
-            if name not in OPTIONAL:
-                found.append(f"missing top-level section {name!r}")
-        elif not isinstance(params[name], Mapping):
-            found.append(f"{name}: expected a mapping, got {params[name]!r}")
-        elif datasets is not None and (extra := sorted(set(params[name]) - set(datasets))):
-            found.append(f"{name}: unknown dataset(s) {extra}; allowed: {list(datasets)}")
-    if found:
-        return found
-
-    download = {d: attempt(download_config, params, d) for d in SECTIONS["download"]}
-    augment = attempt(augment_config, params)
-    attempt(pretrain_config, params, "mini_imagenet")
-    extract = attempt(extract_config, params, "mini_imagenet")
-    episodes = {d: attempt(episodes_config, params, d) for d in SECTIONS["episodes"]}
-    models = {name: attempt(train_config, params, name) for name in section(params, "metatrain")}
-    evaluations = {d: attempt(eval_config, params, d) for d in SECTIONS["evaluate"]}
-    related = {name: attempt(related_config, params, name) for name in params.get("related", {})}
-    attempt(report_config, params)
-
     shapes = {}  # dataset -> split -> (classes, instances per class), as the stages will produce
-    if augment:
-        shapes["omniglot"] = {
-            s: (n * omniglot.ROTATIONS, omniglot.IMAGES_PER_CHARACTER) for s, n in augment.split.items()
-        }
-    if download["mini_imagenet"] and extract:
-        classes = download["mini_imagenet"]["classes"]
-        shapes["mini_imagenet"] = {s: (classes[s], extract.per_class[s]) for s in classes}
+    if augment := sections["augment"].get("omniglot"):
+        split = augment.split.model_dump()
+        shapes["omniglot"] = {s: (n * omniglot.ROTATIONS, omniglot.IMAGES_PER_CHARACTER) for s, n in split.items()}
+    download, extract = sections["download"].get("mini_imagenet"), sections["extract"].get("mini_imagenet")
+    if download and extract:
+        per_class = extract.per_class.model_dump()
+        shapes["mini_imagenet"] = {s: (n, per_class[s]) for s, n in download.classes.model_dump().items()}
+    episodes = sections["episodes"]
     for dataset, cfg in episodes.items():
         if cfg and dataset in shapes:
-            attempt(check_settings, dataset, cfg, shapes[dataset])
+            try:
+                check_settings(dataset, cfg, shapes[dataset])
+            except ConfigError as exc:
+                found.append(str(exc))
 
-    for name, cfg in models.items():
-        if not (cfg and episodes.get(cfg.dataset)):
+    models = sections["metatrain"]
+    for name, model in models.items():
+        if not (model and episodes.get(model.dataset)):
             continue
-        if missing := _missing_settings(episodes[cfg.dataset], "val", cfg.way, cfg.val_shots):
+        if missing := _missing_settings(episodes[model.dataset], "val", model.way, model.val_shots):
             found.append(
                 f"metatrain.{name}: validation at {missing} needs those settings in "
-                f"episodes.{cfg.dataset}.val (ways and shots)"
+                f"episodes.{model.dataset}.val (ways and shots)"
             )
-    for dataset, cfg in evaluations.items():
-        if not cfg:
-            continue
-        for name, shots in cfg.models.items():
+    for dataset, cfg in sections["evaluate"].items():
+        for name, shots in cfg.models.items() if cfg else ():
             model = models.get(name)
             if name not in models:
                 found.append(f"evaluate.{dataset}.models.{name}: no such model in metatrain ({sorted(models)})")
             elif model and model.dataset != dataset:
                 found.append(f"evaluate.{dataset}.models.{name}: the model is trained on {model.dataset!r}")
-            elif (
-                model
-                and episodes.get(dataset)
-                and (missing := _missing_settings(episodes[dataset], "test", model.way, shots))
-            ):
+            elif not (model and episodes.get(dataset)):
+                continue
+            elif missing := _missing_settings(episodes[dataset], "test", model.way, shots):
                 found.append(
                     f"evaluate.{dataset}.models.{name}: testing at {missing} needs those settings in "
                     f"episodes.{dataset}.test (ways and shots)"
                 )
-        found += _cross_way_problems(dataset, cfg, models, episodes.get(dataset))
-    for name, spec in related.items():
-        if not (spec and episodes.get(spec["dataset"])):
+        if cfg:
+            found += _cross_way_problems(dataset, cfg, models, episodes.get(dataset))
+    for name, run in sections["related"].items():
+        if not (run and episodes.get(run.dataset)):
             continue
-        needed = [("val", spec["val_way"], [spec["val_shot"]])]
-        needed += [("test", way, spec["test_shots"]) for way in spec["test_ways"]]
+        needed = [("val", run.val_way, [run.val_shot])] + [("test", way, run.test_shots) for way in run.test_ways]
         for split, way, shots in needed:
-            if missing := _missing_settings(episodes[spec["dataset"]], split, way, shots):
-                found.append(f"related.{name}: {split} at {missing} needs those settings in episodes.{spec['dataset']}")
+            if missing := _missing_settings(episodes[run.dataset], split, way, shots):
+                found.append(f"related.{name}: {split} at {missing} needs those settings in episodes.{run.dataset}")
     return found
 
 
@@ -159,16 +220,28 @@ def _cross_way_problems(
 
 def _missing_settings(cfg: EpisodesConfig, split: str, way: int, shots: list[int]) -> list[str]:
     """The ``<W>-way <s>-shot`` settings among ``shots`` that ``cfg`` does not draw for ``split``."""
-    _, ways, drawn = cfg.splits[split]
-    return [f"{way}-way {shot}-shot" for shot in shots if way not in ways or shot not in drawn]
+    drawn = cfg.splits[split]
+    return [f"{way}-way {shot}-shot" for shot in shots if way not in drawn.ways or shot not in drawn.shots]
 
 
-def load_valid_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    """Read ``path`` and refuse it, listing every problem, unless all of it is valid."""
-    params = load_params(path)
-    if found := problems(params):
+def params_problems(raw: Mapping[str, Any]) -> list[str]:
+    """Every problem of a raw parameter file, of each section and across sections; empty when all
+    of it is valid."""
+    try:
+        Params.model_validate(raw)
+        found = []
+    except ValidationError as exc:
+        found = problems(exc, Params)
+    return found + cross_section_problems(_valid_sections(raw))
+
+
+def load_valid_params(path: str | os.PathLike = "params.yaml") -> Params:
+    """Read ``path`` and parse every section once; refuse it, listing every problem (of each
+    section and across sections), unless all of it is valid."""
+    raw = load_params(path)
+    if found := params_problems(raw):
         raise ConfigError(f"{path}: {len(found)} problem(s):\n" + "\n".join(f"  - {p}" for p in found))
-    return params
+    return Params.model_validate(raw)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -180,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"{args.params}: valid ({len(params)} sections, {len(params['metatrain'])} models)")
+    print(f"{args.params}: valid ({len(Params.model_fields)} sections, {len(params.metatrain)} models)")
     return 0
 
 

@@ -2,7 +2,7 @@
 # The README's comparison numbers ("Comparing runs: paired differences, seed spread, cross-way"),
 # measured on the committed profile. Run after `dvc repro` and a commit of its results (HEAD is
 # seed 0 and the reference of the comparison). It queues, as DVC experiments of HEAD:
-#   - one evaluation-only change, test-time EM steps T_s = 1 (evaluate.omniglot.em_iters=1),
+#   - one evaluation-only change, test-time EM steps T_s = 1 (evaluate.omniglot.test_em_iters=1),
 #   - every seed in SEEDS of the keys in SEED_KEYS (both Omniglot models by default),
 # runs the queue, then writes docs/statistics/{compare,seeds}.txt plus JSON and PNG per command
 # (also MLflow runs, stages `compare` and `seeds`). The cross-way numbers are in the report (no
@@ -23,7 +23,7 @@ if ! git diff --quiet HEAD -- metrics dvc.lock params.yaml; then
 fi
 dvc status --quiet || { echo "the pipeline is not up to date: run dvc repro and commit first" >&2; exit 1; }
 
-dvc exp run --queue -n "ts1-$tag" -S evaluate.omniglot.em_iters=1
+dvc exp run --queue -n "ts1-$tag" -S evaluate.omniglot.test_em_iters=1
 runs=(HEAD)
 for seed in "${seeds[@]}"; do
   sets=()

@@ -1,36 +1,23 @@
 """Stage `pretrain`: SimCLR self-supervised pre-training of the Conv5 encoder (Mini-ImageNet).
 
-Usage: python stages/pretrain.py mini_imagenet
-       torchrun --nproc_per_node=<gpus> stages/pretrain.py mini_imagenet   (data-parallel)
-Outputs: models/<dataset>/simclr/ (simclr.pt, history.json) and metrics/train/simclr.json.
-An interrupted run resumes from
-.resume/simclr-<config hash>-w<processes>/ at its last finished epoch.
+Usage: the `pretrain` command of dvc.yaml; for data-parallel training on several GPUs, the same
+arguments after `torchrun --nproc_per_node=<gpus>` instead of `python`.
+Outputs: the --out folder (simclr.pt, history.json) and the --metrics file. An interrupted run
+resumes from <--resume>/simclr-<config hash>-w<processes>/ at its last saved step.
 """
 
-import argparse
 from pathlib import Path
 
+from metagmvae import stage
 from metagmvae.pipeline import pretrain
-from metagmvae.validate import load_valid_params
-from metagmvae.walltime import stage_clock
 
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("dataset")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    data = Path("data") / args.dataset
-    pretrain.run(
-        args.dataset,
-        load_valid_params(args.params),
-        images_path=data / "raw" / "images.h5",
-        out_dir=Path("models") / args.dataset / "simclr",
-        metrics_path=Path("metrics") / "train" / "simclr.json",
-        resume_root=Path(".resume"),
-    )
-
+parser = stage.parser(__doc__)
+parser.add_argument("dataset")
+for option in ("--images", "--out", "--metrics", "--resume"):
+    parser.add_argument(option, type=Path, required=True)
 
 if __name__ == "__main__":
-    with stage_clock(__file__):
-        main()
+    stage.run(
+        parser,
+        lambda p, a: pretrain.run(a.dataset, p.section("pretrain", a.dataset), a.images, a.out, a.metrics, a.resume),
+    )

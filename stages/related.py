@@ -1,40 +1,26 @@
 """Stage `related`: one related method (a section of `related` in params.yaml) on the same episodes.
 
-Usage: python stages/related.py sib_mini_imagenet
-Outputs: models/related/<name>/ (model.pt, summary.json), plots/related/<name>/ (accuracy.png;
-LASIUM also tasks.png, a few generated tasks), metrics/related/<name>.json (accuracy and 95%
-CI per way/shot, the schema of metrics/<dataset>.json) and metrics/related/episodes/<name>.json
-(every test episode's result).
+Usage: the `related@<name>` command of dvc.yaml.
+Outputs: --out (model.pt, summary.json), --plots (accuracy.png; for LASIUM also tasks.png, a few
+generated tasks), --metrics (accuracy and 95% CI per way/shot, the schema of the evaluate stage's
+metrics) and every test episode's result beside it (metrics/related/episodes/<name>.json).
 """
 
-import argparse
 from pathlib import Path
 
-from metagmvae.config import section
-from metagmvae.data.stores import store_path
+from metagmvae import stage
 from metagmvae.pipeline import related
-from metagmvae.validate import load_valid_params
-from metagmvae.walltime import stage_clock
+
+parser = stage.parser(__doc__)
+parser.add_argument("name")
+for option in ("--store", "--episodes", "--out", "--plots", "--metrics"):
+    parser.add_argument(option, type=Path, required=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("name")
-    parser.add_argument("--params", default="params.yaml")
-    args = parser.parse_args()
-    params = load_valid_params(args.params)
-    dataset = section(params, "related", args.name)["dataset"]
-    related.run(
-        args.name,
-        params,
-        store=store_path(dataset),
-        episodes_path=Path("data") / dataset / "episodes.h5",
-        out_dir=Path("models") / "related" / args.name,
-        plots_dir=Path("plots") / "related" / args.name,
-        metrics_path=Path("metrics") / "related" / f"{args.name}.json",
-    )
+def main(params, args) -> None:
+    spec = params.section("related", args.name)
+    related.run(args.name, spec, args.store, args.episodes, args.out, args.plots, args.metrics)
 
 
 if __name__ == "__main__":
-    with stage_clock(__file__):
-        main()
+    stage.run(parser, main)

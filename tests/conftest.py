@@ -7,6 +7,7 @@ import csv
 import hashlib
 import io
 import os
+import re
 import zipfile
 from pathlib import Path
 
@@ -15,8 +16,8 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from metagmvae.pipeline.related import SHARED_KEYS
 from metagmvae.profile import load_profile, merge
+from metagmvae.validate import parse_section
 
 REPO = Path(__file__).resolve().parent.parent
 # The tiny archives are cut from the Omniglot mirror beside the checkout; without it (or with
@@ -49,15 +50,6 @@ TINY_RELATED = {  # per related method, the overrides that shrink its quick prof
     "leo": {"batch": 2},
     "sib": {"batch": 2, "lr_drop_steps": [2, 3]},
 }
-
-
-def related_hyperparameters(name: str, profile: str | None = None) -> dict:
-    """The method's own keys of ``related.<name>`` in params.yaml (the quick profile), or with
-    ``profiles/<profile>.yaml`` applied: what the method's ``parse_config`` receives."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    if profile is not None:
-        params = merge(params, load_profile(profile))
-    return {key: value for key, value in params["related"][name].items() if key not in SHARED_KEYS}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -137,7 +129,7 @@ def store(tiny_sources, tmp_path_factory) -> Path:
         (raw / name).write_bytes((tiny_sources / name).read_bytes())
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["augment"]["omniglot"]["split"] = TINY_SPLIT
-    augment.run(params, raw, out)
+    augment.run(parse_section(params, "augment", "omniglot"), raw, out / "omniglot.h5", out / "split.json")
     return out / "omniglot.h5"
 
 
@@ -253,7 +245,9 @@ def tiny_mini_params(params: dict, source: Path) -> dict:
         query=5, val={"episodes": 8, "ways": [5], "shots": [1]}, test={"episodes": 20, "ways": [5], "shots": [1, 5]}
     )
     params["metatrain"]["mini_imagenet_5way"].update(TINY_TRAINING, batch=2, points=5, val_shots=[1])
-    params["evaluate"]["mini_imagenet"].update(models={"mini_imagenet_5way": [1, 5]}, samples=2, episodes_per_call=10)
+    params["evaluate"]["mini_imagenet"].update(
+        models={"mini_imagenet_5way": [1, 5]}, test_samples=2, episodes_per_call=10
+    )
     return params
 
 
@@ -265,13 +259,18 @@ def mini_store(tiny_mini_packed, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("mini_store")
     params = tiny_mini_params(yaml.safe_load((REPO / "params.yaml").read_text()), tiny_mini_packed)
-    download.run("mini_imagenet", params, out / "raw", REPO)
+    download.run(parse_section(params, "download", "mini_imagenet"), out / "raw", REPO)
     pretrain.run(
-        "mini_imagenet", params, out / "raw" / "images.h5", out / "simclr", out / "simclr.json", out / "resume"
+        "mini_imagenet",
+        parse_section(params, "pretrain", "mini_imagenet"),
+        out / "raw" / "images.h5",
+        out / "simclr",
+        out / "simclr.json",
+        out / "resume",
     )
     extract.run(
         "mini_imagenet",
-        params,
+        parse_section(params, "extract", "mini_imagenet"),
         out / "raw" / "images.h5",
         out / "simclr" / "simclr.pt",
         out / "mini_imagenet.h5",
@@ -308,7 +307,7 @@ def tiny_pipeline_params(sources: Path, mini_source: Path) -> dict:
     params["evaluate"]["omniglot"].update(
         models={"omniglot_5way": [1, 5], "omniglot_10way": [1, 5]},
         cross_way={"omniglot_5way": [10], "omniglot_10way": [5]},  # the tiny test split has 16 classes
-        samples=2,
+        test_samples=2,
         episodes_per_call=10,
         precision="fp32",
     )
@@ -323,3 +322,56 @@ def tiny_pipeline_params(sources: Path, mini_source: Path) -> dict:
 def pipeline_params(tiny_sources, tiny_mini_packed) -> dict:
     """:func:`tiny_pipeline_params` for the tiny archives (a fresh copy per use: ``copy.deepcopy``)."""
     return tiny_pipeline_params(tiny_sources, tiny_mini_packed)
+
+
+# ---------------------------------------------------------------- related methods
+
+
+def related_section(name: str, profile: str | None = None, **overrides) -> dict:
+    """The raw ``related.<name>`` section of params.yaml (``profile``'s overrides applied), with
+    ``overrides``."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    if profile:
+        params = merge(params, load_profile(profile))
+    return params["related"][name] | overrides
+
+
+def related_config(name: str, profile: str | None = None, **overrides):
+    """The method's own configuration (its ``Config``) of :func:`related_section`, parsed as the
+    stage parses it: errors are located under ``related.<name>``."""
+    section = related_section(name, profile, **overrides)
+    return parse_section({"related": {name: section}}, "related", name).method_config()
+
+
+# ---------------------------------------------------------------- dvc.yaml
+
+
+def expanded_stages(params: dict) -> dict[str, dict]:
+    """dvc.yaml's stages with every ``foreach`` expanded (``name@key``) over ``params`` and
+    ``${...}`` filled in: ``{name: {"cmd": ..., "deps": [...]}}``."""
+    spec = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+    stages = {}
+    for name, stage in spec.items():
+        if "foreach" not in stage:
+            stages[name] = stage
+            continue
+        items = stage["foreach"]
+        if isinstance(items, str):  # ${section} of params.yaml
+            items = params[items.strip("${}")]
+        pairs = items.items() if isinstance(items, dict) else ((item, item) for item in items)
+        for key, item in pairs:
+
+            def fill(text: str, key=key, item=item) -> str:
+                def value(match: re.Match) -> str:
+                    ref = match.group(1)
+                    if ref == "key":
+                        return str(key)
+                    if ref == "item":
+                        return str(item)
+                    return str(item[ref.removeprefix("item.")])
+
+                return re.sub(r"\$\{([^}]+)\}", value, text)
+
+            body = stage["do"]
+            stages[f"{name}@{key}"] = {"cmd": fill(body["cmd"]), "deps": [fill(d) for d in body["deps"]]}
+    return stages

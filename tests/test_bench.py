@@ -9,8 +9,8 @@ import time
 
 import torch
 
-from metagmvae import bench
 from metagmvae.runtime import Runtime
+from metagmvae.tools import bench
 
 FAKE_MODEL = """
 import time

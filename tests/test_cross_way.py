@@ -14,7 +14,7 @@ from conftest import REPO, TINY_CHARACTERS, TINY_TRAINING
 from metagmvae.config import ConfigError
 from metagmvae.episode_results import parse, results_path
 from metagmvae.pipeline import augment, episodes, evaluate, metatrain
-from metagmvae.validate import problems
+from metagmvae.validate import params_problems, parse_section
 
 CROSS_SPLIT = {"train": 8, "val": 6, "test": 6}  # 24 test classes: enough for 20-way episodes
 
@@ -30,7 +30,7 @@ def cross_way_params() -> dict:
     params["evaluate"]["omniglot"].update(
         models={"omniglot_5way": [1], "omniglot_20way": [1]},
         cross_way={"omniglot_5way": [20], "omniglot_20way": [5]},
-        samples=2,
+        test_samples=2,
         episodes_per_call=3,
         precision="fp32",
     )
@@ -46,22 +46,25 @@ def evaluated(tiny_sources, tmp_path_factory):
     raw.mkdir()
     for name in TINY_CHARACTERS:
         (raw / name).write_bytes((tiny_sources / name).read_bytes())
-    augment.run(params, raw, out)
-    episodes.run("omniglot", params, out / "omniglot.h5", out / "episodes.h5")
+    store, episodes_path = out / "omniglot.h5", out / "episodes.h5"
+    augment.run(parse_section(params, "augment", "omniglot"), raw, store, out / "split.json")
+    episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, episodes_path)
     for name in ("omniglot_5way", "omniglot_20way"):
-        metatrain.run(
-            name,
-            params,
-            out / "omniglot.h5",
-            out / "episodes.h5",
+        trained = metatrain.Outputs(
             out / "models" / name,
             out / "plots" / name,
-            out / "plots" / "curves",
+            out / "plots" / "curves" / f"{name}-train.csv",
+            out / "plots" / "curves" / f"{name}-val.csv",
             out / "train" / f"{name}.json",
-            out / "resume",
         )
+        cfg = parse_section(params, "metatrain", name)
+        metatrain.run(name, cfg, store, episodes_path, trained, out / "resume")
+    plots = out / "plots"
+    scored = evaluate.Outputs(
+        out / "m.json", plots / "accuracy.png", plots / "embedding.png", plots / "accuracy_by_shot.csv"
+    )
     metrics = evaluate.run(
-        "omniglot", params, out / "omniglot.h5", out / "episodes.h5", out / "models", out / "m.json", out / "plots"
+        "omniglot", parse_section(params, "evaluate", "omniglot"), store, episodes_path, out / "models", scored
     )
     return params, out, metrics
 
@@ -91,13 +94,13 @@ def test_each_model_predicts_the_other_way_on_the_same_episodes(evaluated):
 def test_cross_way_settings_are_checked(evaluated):
     params = copy.deepcopy(evaluated[0])
     params["evaluate"]["omniglot"]["cross_way"] = {"omniglot_5way": [5, 10]}
-    found = problems(params)
+    found = params_problems(params)
     assert "evaluate.omniglot.cross_way.omniglot_5way = [5, 10]: 5 is the model's own way" in " ".join(found)
     assert any("testing at ['10-way 1-shot'] needs those settings in episodes.omniglot.test" in p for p in found)
     params["evaluate"]["omniglot"]["cross_way"] = {"omniglot_1way": [5]}
-    with pytest.raises(ConfigError, match=r"evaluate.omniglot.cross_way.omniglot_1way: not one of"):
-        evaluate.eval_config(params, "omniglot")
+    with pytest.raises(ConfigError, match=r"^evaluate\.omniglot: cross_way\.omniglot_1way: not one of models"):
+        parse_section(params, "evaluate", "omniglot")
     params["evaluate"]["omniglot"]["cross_way"] = {"omniglot_5way": [20]}
     params["metatrain"]["omniglot_20way"]["way"] = 5  # two models trained at 5-way
     params["evaluate"]["omniglot"]["cross_way"]["omniglot_20way"] = [20]
-    assert any("share one name (meta_gmvae_trained_5way)" in p for p in problems(params))
+    assert any("share one name (meta_gmvae_trained_5way)" in p for p in params_problems(params))

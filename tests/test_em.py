@@ -24,7 +24,7 @@ def reference_unsupervised_em(z, mu, iters, fix_pi=False):
 
 
 def reference_semi_supervised(zs, ys, zq, k, iters):
-    """Spec section 4 written literally, one episode, float64."""
+    """docs/official-code.md §4 written literally, one episode, float64."""
     mu = torch.stack([zs[ys == c].mean(0) for c in range(k)])
     onehot = torch.nn.functional.one_hot(ys, k).double()
     for _ in range(iters):

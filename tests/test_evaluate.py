@@ -69,15 +69,15 @@ def test_model_accuracies_are_the_models_predictions_with_the_seeded_noise():
     data = torch.rand(10, 20, 8, generator=torch.Generator().manual_seed(1))
     tokens = model.encode(data)
     eps = sample_episodes(np.random.default_rng(2), 6, 10, 20, 5, 1, 4)
-    got = model_accuracies(model, CPU, tokens, eps, samples=3, em_iters=2, episodes_per_call=6, seed=7)
+    got = model_accuracies(model, tokens, eps, rt=CPU, samples=3, em_iters=2, episodes_per_call=6, seed=7)
     support, y_support, query, y_query = gather(tokens, eps)
     pred = model.predict(
         support, y_support, query, way=5, samples=3, em_iters=2, generator=torch.Generator().manual_seed(7)
     )
     np.testing.assert_array_equal(got, (pred == y_query).double().mean(1).numpy())
-    again = model_accuracies(model, CPU, tokens, eps, samples=3, em_iters=2, episodes_per_call=6, seed=7)
+    again = model_accuracies(model, tokens, eps, rt=CPU, samples=3, em_iters=2, episodes_per_call=6, seed=7)
     np.testing.assert_array_equal(got, again)
-    other = model_accuracies(model, CPU, tokens, eps, samples=3, em_iters=2, episodes_per_call=6, seed=8)
+    other = model_accuracies(model, tokens, eps, rt=CPU, samples=3, em_iters=2, episodes_per_call=6, seed=8)
     assert not np.array_equal(got, other)  # the noise comes from the seed (this untrained model is noisy)
 
 
@@ -96,5 +96,5 @@ def test_model_accuracies_use_the_given_samples_and_em_iterations(samples, em_it
         return real(*args, **kwargs)
 
     model.predict_proba = recording
-    model_accuracies(model, CPU, tokens, eps, samples=samples, em_iters=em_iters, episodes_per_call=4, seed=0)
+    model_accuracies(model, tokens, eps, rt=CPU, samples=samples, em_iters=em_iters, episodes_per_call=4, seed=0)
     assert seen == [(samples, em_iters, 5)] * 2

@@ -19,6 +19,7 @@ from metagmvae.data import episodes as episode_lib
 from metagmvae.data import stores
 from metagmvae.data.features import FeatureStore
 from metagmvae.pipeline import extract, pretrain
+from metagmvae.validate import parse_section
 
 
 def tiny_params(source):
@@ -50,7 +51,7 @@ def test_extraction_is_deterministic_and_uses_eval_mode(mini_store, tiny_mini_pa
     again = tmp_path / "again.h5"
     extract.run(
         "mini_imagenet",
-        params,
+        parse_section(params, "extract", "mini_imagenet"),
         mini_store / "raw" / "images.h5",
         mini_store / "simclr" / "simclr.pt",
         again,
@@ -62,7 +63,7 @@ def test_extraction_is_deterministic_and_uses_eval_mode(mini_store, tiny_mini_pa
     other = tmp_path / "other.h5"
     extract.run(
         "mini_imagenet",
-        params,
+        parse_section(params, "extract", "mini_imagenet"),
         mini_store / "raw" / "images.h5",
         mini_store / "simclr" / "simclr.pt",
         other,
@@ -96,7 +97,14 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(
     params = tiny_params(tiny_mini_packed)
     images = mini_store / "raw" / "images.h5"
     whole = tmp_path / "whole"
-    pretrain.run("mini_imagenet", params, images, whole / "simclr", whole / "m.json", whole / "resume")
+    pretrain.run(
+        "mini_imagenet",
+        parse_section(params, "pretrain", "mini_imagenet"),
+        images,
+        whole / "simclr",
+        whole / "m.json",
+        whole / "resume",
+    )
 
     calls = {"n": 0}
     real_barrier = pretrain_loop.barrier
@@ -110,10 +118,24 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(
     monkeypatch.setattr(pretrain_loop, "barrier", crash_after_first_epoch)
     split = tmp_path / "split"
     with pytest.raises(KeyboardInterrupt):
-        pretrain.run("mini_imagenet", params, images, split / "simclr", split / "m.json", split / "resume")
+        pretrain.run(
+            "mini_imagenet",
+            parse_section(params, "pretrain", "mini_imagenet"),
+            images,
+            split / "simclr",
+            split / "m.json",
+            split / "resume",
+        )
     assert not (split / "simclr").exists()  # nothing half-written
     assert [p.name for p in (split / "resume").iterdir()][0].startswith("simclr-")
-    pretrain.run("mini_imagenet", params, images, split / "simclr", split / "m.json", split / "resume")
+    pretrain.run(
+        "mini_imagenet",
+        parse_section(params, "pretrain", "mini_imagenet"),
+        images,
+        split / "simclr",
+        split / "m.json",
+        split / "resume",
+    )
     a, b = load(whole / "simclr" / "simclr.pt"), load(split / "simclr" / "simclr.pt")
     assert a["epochs"] == b["epochs"] == 2
     for name in a["model"]:
@@ -128,13 +150,23 @@ def test_pretrain_refuses_bad_settings_before_work(tiny_mini_packed, mini_store,
     params["pretrain"]["mini_imagenet"]["warmup_epochs"] = 5
     with pytest.raises(ConfigError, match="warmup_epochs = 5: must be < epochs = 2"):
         pretrain.run(
-            "mini_imagenet", params, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m", tmp_path
+            "mini_imagenet",
+            parse_section(params, "pretrain", "mini_imagenet"),
+            mini_store / "raw" / "images.h5",
+            tmp_path / "s",
+            tmp_path / "m",
+            tmp_path,
         )
     params = tiny_params(tiny_mini_packed)
     params["pretrain"]["mini_imagenet"]["batch"] = 1000
     with pytest.raises(ValueError, match="batch 1000 is larger than the 100 training images"):
         pretrain.run(
-            "mini_imagenet", params, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m", tmp_path
+            "mini_imagenet",
+            parse_section(params, "pretrain", "mini_imagenet"),
+            mini_store / "raw" / "images.h5",
+            tmp_path / "s",
+            tmp_path / "m",
+            tmp_path,
         )
     assert not (tmp_path / "s").exists()
 
@@ -165,12 +197,24 @@ def test_pretraining_at_a_lower_resolution_gives_features_of_the_same_width(mini
     params = tiny_params(tiny_mini_packed)
     params["pretrain"]["mini_imagenet"].update(image_size=42, blocks=4, epochs=1, warmup_epochs=0)
     images = mini_store / "raw" / "images.h5"
-    pretrain.run("mini_imagenet", params, images, tmp_path / "simclr", tmp_path / "simclr.json", tmp_path / "r")
+    pretrain.run(
+        "mini_imagenet",
+        parse_section(params, "pretrain", "mini_imagenet"),
+        images,
+        tmp_path / "simclr",
+        tmp_path / "simclr.json",
+        tmp_path / "r",
+    )
     extract.run(
-        "mini_imagenet", params, images, tmp_path / "simclr" / "simclr.pt", tmp_path / "f.h5", tmp_path / "f.json"
+        "mini_imagenet",
+        parse_section(params, "extract", "mini_imagenet"),
+        images,
+        tmp_path / "simclr" / "simclr.pt",
+        tmp_path / "f.h5",
+        tmp_path / "f.json",
     )
     with FeatureStore(tmp_path / "f.h5") as store:
         assert store.shape("test") == (TINY_MINI_CLASSES["test"], TINY_MINI_PER_CLASS, 256)
     params["pretrain"]["mini_imagenet"].update(image_size=42, blocks=6)
     with pytest.raises(ConfigError, match="image_size = 42 does not survive blocks = 6"):
-        pretrain.pretrain_config(params, "mini_imagenet")
+        parse_section(params, "pretrain", "mini_imagenet")

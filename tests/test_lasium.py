@@ -10,8 +10,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from conftest import related_hyperparameters
+from conftest import related_config, related_section
 
+from metagmvae import plots
 from metagmvae.config import ConfigError
 from metagmvae.data.episodes import sample_episodes
 from metagmvae.evaluate import episode_accuracies
@@ -20,7 +21,7 @@ from metagmvae.related import lasium
 from metagmvae.runtime import Runtime
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
-QUICK = related_hyperparameters("lasium_omniglot")
+QUICK = related_section("lasium_omniglot")  # the raw section of params.yaml
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -45,21 +46,21 @@ def members(anchors: torch.Tensor, count: int, seed: int = 2, **rule) -> torch.T
 
 def test_quick_and_paper_profiles_parse_and_bad_values_name_the_key():
     for name in ("lasium_omniglot", "lasium_mini_imagenet"):
-        assert lasium.parse_config(related_hyperparameters(name), "q").strategy in lasium.STRATEGIES
-        assert lasium.parse_config(related_hyperparameters(name, "paper"), "p").way == 5
-    assert lasium.parse_config(related_hyperparameters("lasium_mini_imagenet", "paper"), "p").latent == 512
-    with pytest.raises(ConfigError, match=r"related\.x\.strategy = 'GAN': must be one of \['N', 'RO', 'OC'\]"):
-        lasium.parse_config(QUICK | {"strategy": "GAN"}, "related.x")
-    with pytest.raises(ConfigError, match=r"alpha = 1.0: must be in \(0, 1\)"):
-        lasium.parse_config(QUICK | {"alpha": 1}, "related.x")
+        assert related_config(name).strategy in lasium.STRATEGIES
+        assert related_config(name, "paper").way == 5
+    assert related_config("lasium_mini_imagenet", "paper").latent == 512
+    with pytest.raises(ConfigError, match=r"lasium_omniglot\.strategy = 'GAN': must be one of \['N', 'RO', 'OC'\]"):
+        related_config("lasium_omniglot", strategy="GAN")
+    with pytest.raises(ConfigError, match=r"alpha = 1: must be < 1$"):
+        related_config("lasium_omniglot", alpha=1)
     with pytest.raises(ConfigError, match=r"bn_statistics = 'batch': must be one of \['running', 'episode'\]"):
-        lasium.parse_config(QUICK | {"bn_statistics": "batch"}, "related.x")
+        related_config("lasium_omniglot", bn_statistics="batch")
     with pytest.raises(ConfigError, match=r"query_shift = -1: must be >= 0"):
-        lasium.parse_config(QUICK | {"query_shift": -1}, "related.x")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['episodes_per_call'\]"):
-        lasium.parse_config(QUICK | {"episodes_per_call": 10}, "related.x")
+        related_config("lasium_omniglot", query_shift=-1)
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['typo'\]"):
+        related_config("lasium_omniglot", typo=10)
     with pytest.raises(ValueError, match=r"query_shift = 5: shifts need images, the items are \[16\]"):
-        lasium.Lasium(lasium.parse_config(QUICK, "q"), (16,))
+        lasium.Lasium(related_config("lasium_omniglot"), (16,))
 
 
 def test_anchors_are_pairwise_at_least_epsilon_apart():
@@ -128,7 +129,7 @@ def test_generated_members_are_nearer_their_anchor_than_any_other_anchor(strateg
     """With the quick profile's rule (20-way tasks in 20 latent dimensions), the members of 200
     generated tasks are nearest to their own class's anchor (measured: 99.995% for N, 99.59% for RO
     and 99.58% for OC of 20,000; members drawn regardless of the anchor would be so for 1 in 20)."""
-    c = lasium.parse_config(QUICK, "q")
+    c = related_config("lasium_omniglot")
     anchors = lasium.sample_anchors(200, c.way, c.latent, c.epsilon, c.max_tries, gen(5))
     z = members(anchors, c.shot + c.query, strategy=strategy)[:, :, 1:]  # [T, W, M, d], anchors left out
     nearest = torch.cdist(z.flatten(1, 2), anchors).argmin(-1).view(z.shape[:3])
@@ -166,7 +167,7 @@ def test_query_shifts_move_each_image_by_its_own_offset_within_the_bound():
 
 
 def test_episode_statistics_normalise_each_batch_and_leave_the_running_ones():
-    cfg = lasium.parse_config(QUICK | {"bn_statistics": "episode", "embed_hidden": 8}, "q")
+    cfg = related_config("lasium_omniglot", bn_statistics="episode", embed_hidden=8)
     torch.manual_seed(0)
     model = lasium.Lasium(cfg, (1, 28, 28)).eval()
     before = copy.deepcopy(model.embed.state_dict())
@@ -197,7 +198,7 @@ def clustered(classes: int, per_class: int, dim: int, seed: int) -> torch.Tensor
     return torch.from_numpy(np.abs(centres + rng.normal(0, 0.3, (classes, per_class, dim)))).float()
 
 
-TINY = related_hyperparameters("lasium_mini_imagenet") | {
+TINY = {  # overrides of related.lasium_mini_imagenet
     "latent": 4,
     "vae_hidden": 32,
     "vae_steps": 120,
@@ -213,6 +214,10 @@ TINY = related_hyperparameters("lasium_mini_imagenet") | {
     "val_episodes_per_call": 8,
     "log_every": 10,
 }
+
+
+def tiny_config(**overrides) -> lasium.Config:
+    return related_config("lasium_mini_imagenet", **(TINY | overrides))
 
 
 def generated_accuracy(model: lasium.Lasium, tasks: int = 200) -> tuple[float, float]:
@@ -241,7 +246,7 @@ def test_vae_and_protonet_learn_and_generated_classes_stay_together(tmp_path):
     same generator) to 0.456 / 79.9%."""
     data = {"train": clustered(12, 20, 16, 0), "val": clustered(6, 20, 16, 1)}
     val_eps = sample_episodes(np.random.default_rng(0), 16, 6, 20, way=5, shot=1, query=5)
-    cfg = lasium.parse_config(TINY | {"vae_steps": 1000, "steps": 200, "val_every": 200, "log_every": 100}, "t")
+    cfg = tiny_config(vae_steps=1000, steps=200, val_every=200, log_every=100)
     run = Recorder()
     lasium.train(cfg, CPU, data, val_eps, tmp_path / "m.pt", run, progress=False)
     model = lasium.load_model(tmp_path / "m.pt", CPU)
@@ -266,7 +271,7 @@ def test_vae_and_protonet_learn_and_generated_classes_stay_together(tmp_path):
 def test_tiny_run_is_deterministic_label_free_and_predicts_any_episode(tmp_path):
     data = {"train": clustered(12, 20, 16, 0), "val": clustered(6, 20, 16, 1)}
     val_eps = sample_episodes(np.random.default_rng(0), 16, 6, 20, way=5, shot=1, query=5)
-    cfg = lasium.parse_config(TINY, "tiny")
+    cfg = tiny_config()
     run = Recorder()
     summary = lasium.train(cfg, CPU, data, val_eps, tmp_path / "a.pt", run, progress=False)
     assert summary["steps"] == 40 and summary["vae_steps"] == 120
@@ -282,15 +287,16 @@ def test_tiny_run_is_deterministic_label_free_and_predicts_any_episode(tmp_path)
     episodes = sample_episodes(np.random.default_rng(1), 40, 8, 20, way=5, shot=1, query=5)
     accuracy = episode_accuracies(lasium.predictor(tmp_path / "a.pt", CPU), test, episodes, 16)
     assert accuracy.shape == (40,)
-    lasium.task_figure(tmp_path / "a.pt", cfg, CPU, tmp_path / "tasks.png")
-    assert (tmp_path / "tasks.png").read_bytes()[:4] == b"\x89PNG"
+    generated, images, title = lasium.sample_tasks(tmp_path / "a.pt", cfg, CPU, tasks=2)
+    assert generated.shape == (2, 3, 4, 16) and not images and title == f"LASIUM-{cfg.strategy}"
+    assert torch.equal(generated, lasium.sample_tasks(tmp_path / "b.pt", cfg, CPU, tasks=2)[0])  # seeded by cfg.seed
 
 
 def test_tiny_image_run_generates_images_and_predicts_every_episode(tmp_path):
     images = (torch.rand(10, 4, 1, 28, 28, generator=gen(5)) > 0.8).float()
     overrides = {"latent": 8, "vae_hidden": 8, "vae_steps": 3, "steps": 2, "val_every": 2, "query_shift": 3}
     for bn in lasium.BN_STATISTICS:
-        cfg = lasium.parse_config(TINY | overrides | {"bn_statistics": bn}, "t")
+        cfg = tiny_config(**overrides, bn_statistics=bn)
         val_eps = sample_episodes(np.random.default_rng(0), 4, 10, 4, way=3, shot=1, query=2)
         lasium.train(cfg, CPU, {"train": images, "val": images}, val_eps, tmp_path / "m.pt", Recorder(), progress=False)
         model = lasium.load_model(tmp_path / "m.pt", CPU)
@@ -299,8 +305,9 @@ def test_tiny_image_run_generates_images_and_predicts_every_episode(tmp_path):
         support, query = images[:3, 0].unsqueeze(0), images[:3, 1:3].flatten(0, 1).unsqueeze(0)  # 3-way 1-shot
         pred = lasium.predictor(tmp_path / "m.pt", CPU)(support, torch.tensor([[0, 1, 2]]), query, 3)
         assert pred.shape == (1, 6) and pred.min() >= 0 and pred.max() <= 2
-    lasium.task_figure(model, cfg, CPU, tmp_path / "tasks.png")
-    assert (tmp_path / "tasks.png").stat().st_size > 1000
+    generated, images, _ = lasium.sample_tasks(model, cfg, CPU)
+    plots.generated_tasks_figure(generated, images, "LASIUM", tmp_path / "tasks.png")
+    assert images and (tmp_path / "tasks.png").stat().st_size > 1000
 
 
 def test_non_finite_data_stops_training(tmp_path):
@@ -308,5 +315,5 @@ def test_non_finite_data_stops_training(tmp_path):
     data["train"][0, 0, 0] = float("nan")
     val_eps = sample_episodes(np.random.default_rng(0), 2, 4, 10, way=3, shot=1, query=2)
     with pytest.raises(NonFiniteLossError, match="step 1: vae rec is not finite"):
-        lasium.train(lasium.parse_config(TINY, "t"), CPU, data, val_eps, tmp_path / "m.pt", Recorder(), progress=False)
+        lasium.train(tiny_config(), CPU, data, val_eps, tmp_path / "m.pt", Recorder(), progress=False)
     assert not (tmp_path / "m.pt").exists()

@@ -4,13 +4,12 @@ untrained LEO is near chance."""
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import related_hyperparameters
+from conftest import related_config
 
 from metagmvae.config import ConfigError
 from metagmvae.data.episodes import episode_rng, gather, sample_episodes
@@ -20,7 +19,6 @@ from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
-QUICK = related_hyperparameters("leo_mini_imagenet")
 
 
 def identity_decoder_model(finetune_steps: int) -> leo.LEO:
@@ -94,19 +92,20 @@ def test_gradient_clipping_by_value_then_norm():
     torch.testing.assert_close(p.grad, torch.tensor([0.1, -0.05]) * (0.1 / math.sqrt(0.0125)))
 
 
-def test_parse_config_accepts_profiles_and_names_bad_keys():
+def test_quick_and_paper_settings_parse_and_bad_values_name_the_key():
     for name in ("leo_mini_imagenet", "leo_mini_imagenet_5shot"):
         for profile in (None, "paper"):
-            assert leo.parse_config(related_hyperparameters(name, profile), "related.leo").way == 5
-    assert leo.parse_config(related_hyperparameters("leo_mini_imagenet_5shot"), "r").train_shot == 5
-    with pytest.raises(ConfigError, match=r"related\.leo\.dropout = 1\.0: must be in \[0, 1\)"):
-        leo.parse_config(QUICK | {"dropout": 1.0}, "related.leo")
+            assert related_config(name, profile).way == 5
+    assert related_config("leo_mini_imagenet_5shot").train_shot == 5
+    assert related_config("leo_mini_imagenet", "paper").lr == 0.0002739071  # the official 1-shot setting
+    with pytest.raises(ConfigError, match=r"related\.leo_mini_imagenet\.dropout = 1\.0: must be < 1$"):
+        related_config("leo_mini_imagenet", dropout=1.0)
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['shot'\]"):
-        leo.parse_config(QUICK | {"shot": 1}, "related.leo")
+        related_config("leo_mini_imagenet", shot=1)
 
 
 def small_model(dtype=torch.float32, **overrides) -> tuple[leo.LEO, leo.Config]:
-    cfg = leo.parse_config(QUICK | {"latents": 3, "inner_steps": 2, "finetune_steps": 2, **overrides}, "t")
+    cfg = related_config("leo_mini_imagenet", **{"latents": 3, "inner_steps": 2, "finetune_steps": 2, **overrides})
     return leo.build_model(cfg, 4).to(dtype), cfg
 
 
@@ -121,7 +120,7 @@ def episode(dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor, torch.Tens
 def terms_of(model, cfg, seed: int = 1, **weights) -> dict[str, torch.Tensor]:
     support, query, labels = episode(model.encoder.weight.dtype)
     noise = leo.Noise(torch.Generator().manual_seed(seed), dropout=0.0)
-    return leo.meta_loss(model, dataclasses.replace(cfg, **weights), support, query, labels, noise)
+    return leo.meta_loss(model, cfg.model_copy(update=weights), support, query, labels, noise)
 
 
 def test_outer_loss_is_the_query_loss_plus_each_weighted_regulariser():
@@ -209,7 +208,7 @@ def test_meta_training_learns_where_an_untrained_leo_is_near_chance(tmp_path):
     val = sample_episodes(episode_rng(1, "val", 5, 1), 20, 10, 20, 5, 1, 5)
     episodes = sample_episodes(episode_rng(2, "test", 5, 1), 100, 10, 20, 5, 1, 10)
     overrides = {"latents": 8, "batch": 4, "query": 5, "steps": 200, "val_every": 200, "log_every": 100, "lr": 3e-3}
-    cfg = leo.parse_config(QUICK | overrides, "leo")
+    cfg = related_config("leo_mini_imagenet", **overrides)
     untrained = episode_accuracies(leo.model_predictor(leo.build_model(cfg, 16).eval(), CPU, True), test, episodes, 50)
     assert untrained.mean() < 0.3, untrained.mean()  # chance: 0.2
 

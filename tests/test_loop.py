@@ -12,10 +12,10 @@ def test_running_means_average_since_the_last_pop_and_survive_a_resume():
     assert means.pop("train") == {"train/loss": 3.0, "train/kl": 1.0}
     means.add(loss=torch.tensor(4.0))
     resumed = RunningMeans()
-    resumed.load_state(means.state())
+    resumed.load_state_dict(means.state_dict())
     resumed.add(loss=torch.tensor(8.0))
     assert resumed.pop("vae") == {"vae/loss": 6.0}
-    assert means.state() == {"sums": {"loss": 4.0}, "count": 1}, "the saved state is a copy"
+    assert means.state_dict() == {"sums": {"loss": 4.0}, "count": 1}, "the saved state is a copy"
 
 
 def test_due_every_n_steps_and_at_the_last():

@@ -21,6 +21,7 @@ from conftest import (
 from metagmvae.data import mini_imagenet
 from metagmvae.data.sources import SourceError
 from metagmvae.pipeline import download
+from metagmvae.validate import parse_section
 
 
 def params_for(source) -> dict:
@@ -28,7 +29,7 @@ def params_for(source) -> dict:
 
 
 def fetch(source, out):
-    return download.run("mini_imagenet", params_for(source), out, root=REPO)
+    return download.run(parse_section(params_for(source), "download", "mini_imagenet"), out, root=REPO)
 
 
 def assert_nothing_written(out):
@@ -120,10 +121,10 @@ def test_wrong_class_counts_are_refused(tiny_mini_packed, tmp_path):
     params = params_for(tiny_mini_packed)
     params["download"]["mini_imagenet"]["images_per_class"] = 600
     with pytest.raises(SourceError, match=r"split 'train': class \S+ has 20 images, expected 600"):
-        download.run("mini_imagenet", params, tmp_path / "raw", root=REPO)
+        download.run(parse_section(params, "download", "mini_imagenet"), tmp_path / "raw", root=REPO)
     params["download"]["mini_imagenet"].update(images_per_class=20, classes={"train": 64, "val": 5, "test": 5})
     with pytest.raises(SourceError, match="split 'train': 5 classes, expected 64"):
-        download.run("mini_imagenet", params, tmp_path / "raw", root=REPO)
+        download.run(parse_section(params, "download", "mini_imagenet"), tmp_path / "raw", root=REPO)
     assert_nothing_written(tmp_path / "raw")
 
 
@@ -135,11 +136,11 @@ def test_falls_back_to_the_next_source(tiny_mini_packed, tmp_path):
         str(tiny_mini_packed),
     ]
     params["download"]["mini_imagenet"]["timeout_seconds"] = 2
-    download.run("mini_imagenet", params, tmp_path / "raw", root=tmp_path)
+    download.run(parse_section(params, "download", "mini_imagenet"), tmp_path / "raw", root=tmp_path)
     assert (tmp_path / "raw" / "images.h5").is_file()
 
 
 def test_a_url_serving_the_packed_form_is_downloaded(tiny_mini_packed, tmp_path):
     params = params_for(tiny_mini_packed.as_uri())
-    download.run("mini_imagenet", params, tmp_path / "raw", root=tmp_path)
+    download.run(parse_section(params, "download", "mini_imagenet"), tmp_path / "raw", root=tmp_path)
     assert sorted(p.name for p in (tmp_path / "raw").iterdir()) == ["images.h5", "manifest.json"]

@@ -16,6 +16,7 @@ import yaml
 from conftest import REPO, TINY_TRAINING
 
 from metagmvae.pipeline import episodes, evaluate, metatrain
+from metagmvae.validate import parse_section
 
 mlflow = pytest.importorskip("mlflow")
 
@@ -70,29 +71,24 @@ def test_training_and_evaluation_runs_land_on_the_server(server, store, tmp_path
     )
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING, val_shots=[1])
     params["evaluate"]["omniglot"].update(
-        models={"omniglot_5way": [1]}, cross_way={}, samples=2, episodes_per_call=3, precision="fp32"
+        models={"omniglot_5way": [1]}, cross_way={}, test_samples=2, episodes_per_call=3, precision="fp32"
     )
-    episodes.run("omniglot", params, store, tmp_path / "episodes.h5")
-    metatrain.run(
-        "omniglot_5way",
-        params,
-        store,
-        tmp_path / "episodes.h5",
+    episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, tmp_path / "episodes.h5")
+    plots = tmp_path / "plots"
+    trained = metatrain.Outputs(
         tmp_path / "models" / "omniglot_5way",
-        tmp_path / "plots" / "omniglot_5way",
-        tmp_path / "plots" / "curves",
-        tmp_path / "train.json",
-        tmp_path / "resume",
+        plots / "omniglot_5way",
+        plots / "t.csv",
+        plots / "v.csv",
+        tmp_path / "t.json",
     )
-    evaluate.run(
-        "omniglot",
-        params,
-        store,
-        tmp_path / "episodes.h5",
-        tmp_path / "models",
-        tmp_path / "o.json",
-        tmp_path / "plots",
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
+    metatrain.run("omniglot_5way", cfg, store, tmp_path / "episodes.h5", trained, tmp_path / "resume")
+    scored = evaluate.Outputs(
+        tmp_path / "o.json", plots / "accuracy.png", plots / "embedding.png", plots / "accuracy_by_shot.csv"
     )
+    cfg = parse_section(params, "evaluate", "omniglot")
+    evaluate.run("omniglot", cfg, store, tmp_path / "episodes.h5", tmp_path / "models", scored)
 
     client = mlflow.MlflowClient(tracking_uri=url)
     runs = client.search_runs([client.get_experiment_by_name("meta-gmvae").experiment_id])

@@ -169,7 +169,7 @@ def test_prediction_recovers_well_separated_classes():
 
 @pytest.mark.parametrize("bad", [{"kind": "conv9"}])
 def test_unknown_model_kind(bad):
-    with pytest.raises(ValueError, match="unknown model kind 'conv9'"):
+    with pytest.raises(ValueError, match=r"^model.kind = 'conv9': must be one of \['pixels', 'features'\]$"):
         build_model({**PIXELS, **bad})
 
 

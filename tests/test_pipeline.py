@@ -276,7 +276,10 @@ def sweep(repo, first_repro) -> dict[str, dict]:
     run([*git, "commit", "-qm", "before the sweep", "--allow-empty"], repo)
     for iters in (2, 3):
         run(
-            ["dvc", "exp", "run", "--queue", "--name", f"em{iters}", "-S", f"metatrain.omniglot_5way.em_iters={iters}"],
+            [
+                *("dvc", "exp", "run", "--queue", "--name", f"em{iters}"),
+                *("-S", f"metatrain.omniglot_5way.train_em_iters={iters}"),
+            ],
             repo,
         )
     run(["dvc", "queue", "start", "--jobs", "1"], repo)
@@ -298,7 +301,7 @@ def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, sweep):
     assert {"em2", "em3"} <= set(exps)
     for iters in (2, 3):
         data = exps[f"em{iters}"]
-        assert data["params"]["params.yaml"]["data"]["metatrain"]["omniglot_5way"]["em_iters"] == iters
+        assert data["params"]["params.yaml"]["data"]["metatrain"]["omniglot_5way"]["train_em_iters"] == iters
         result = data["metrics"]["metrics/omniglot.json"]["data"]["meta_gmvae"]["5way_1shot"]
         assert 0 <= result["accuracy"] <= 100 and result["episodes"] == 20
 

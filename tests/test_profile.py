@@ -5,9 +5,8 @@ import yaml
 from conftest import REPO
 
 from metagmvae.config import ConfigError
-from metagmvae.pipeline.metatrain import train_config
-from metagmvae.pipeline.pretrain import pretrain_config
 from metagmvae.profile import load_profile, merge, set_param_args
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -15,9 +14,9 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 def test_paper_profile_gives_the_official_settings():
     paper = merge(PARAMS, load_profile("paper"))
     for name, points in (("omniglot_5way", 200), ("omniglot_20way", 300)):
-        cfg = train_config(paper, name)  # validates the merged section
+        cfg = parse_section(paper, "metatrain", name)  # validates the merged section
         assert (cfg.batch, cfg.points, cfg.samples, cfg.steps, cfg.lr) == (4, points, 32, 60000, 1e-3)
-        assert cfg.em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "auto"
+        assert cfg.train_em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "auto"
         assert cfg.samples_decoder == cfg.samples  # the official estimator
     assert paper["episodes"]["omniglot"]["val"] == {**PARAMS["episodes"]["omniglot"]["val"], "episodes": 1000}
     assert PARAMS["metatrain"]["omniglot_5way"]["batch"] == 1  # the base is not modified
@@ -25,10 +24,10 @@ def test_paper_profile_gives_the_official_settings():
 
 def test_paper_profile_gives_the_official_mini_imagenet_settings():
     paper = merge(PARAMS, load_profile("paper"))
-    cfg = train_config(paper, "mini_imagenet_5way")
+    cfg = parse_section(paper, "metatrain", "mini_imagenet_5way")
     assert (cfg.batch, cfg.points, cfg.samples, cfg.steps, cfg.lr, cfg.weight_decay) == (16, 5, 256, 15000, 1e-4, 5e-2)
-    assert cfg.model["latent"] == 32 and cfg.model["hidden"] == 512 and cfg.val_shots == [1]
-    simclr = pretrain_config(paper, "mini_imagenet")
+    assert cfg.model.latent == 32 and cfg.model.hidden == 512 and cfg.val_shots == [1]
+    simclr = parse_section(paper, "pretrain", "mini_imagenet")
     assert (simclr.train_per_class, simclr.epochs, simclr.batch, simclr.lr, simclr.temperature) == (
         600,
         400,

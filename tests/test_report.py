@@ -242,8 +242,8 @@ def test_no_previous_revision_is_stated_not_an_error(metrics_dir, tmp_path, monk
 
 
 def test_report_section_is_validated():
-    assert report.report_config({"report": {"baseline": "main"}}) == "main"
-    with pytest.raises(ConfigError, match="report: unknown key"):
+    assert report.report_config({"report": {"baseline": "main"}}).baseline == "main"
+    with pytest.raises(ConfigError, match=r"report: unknown key\(s\) \['basline'\]"):
         report.report_config({"report": {"baseline": "HEAD", "basline": "main"}})
     with pytest.raises(ConfigError, match="report.baseline = '  ': must name a git revision"):
         report.report_config({"report": {"baseline": "  "}})

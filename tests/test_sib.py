@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import related_hyperparameters
+from conftest import related_config, related_section
 from torch.nn import functional as F
 
 from metagmvae.config import ConfigError
@@ -16,14 +16,13 @@ from metagmvae.evaluate import episode_accuracies
 from metagmvae.related import sib
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
-QUICK = related_hyperparameters("sib_mini_imagenet")
-PAPER = related_hyperparameters("sib_mini_imagenet", "paper")
 
 
 def model(features: int = 2, **overrides) -> sib.SIB:
-    cfg = sib.parse_config(PAPER | overrides, "test")
+    cfg = related_config("sib_mini_imagenet", "paper", **overrides)
     torch.manual_seed(0)
     return sib.build_model(cfg, features)
 
@@ -118,28 +117,34 @@ def test_meta_training_makes_the_synthetic_steps_lower_the_query_loss():
     assert loss_k < 0.5 * loss0, (loss0, loss_k)
 
 
-def test_parse_config_refuses_bad_and_unknown_keys():
-    assert sib.parse_config(QUICK, "q").lr_drop_steps == [333, 833, 1667]
-    assert sib.parse_config(PAPER, "p") == sib.Config(**PAPER)
-    assert sib.parse_config(related_hyperparameters("sib_mini_imagenet_5shot", "paper"), "p").shot == 5
-    with pytest.raises(ConfigError, match=r"related\.sib\.lr = -1\.0: must be > 0"):
-        sib.parse_config(PAPER | {"lr": -1.0}, "related.sib")
-    with pytest.raises(ConfigError, match=r"related\.sib\.optimizer = 'rmsprop'"):
-        sib.parse_config(PAPER | {"optimizer": "rmsprop"}, "related.sib")
+def test_sections_parse_and_bad_or_unknown_keys_are_refused():
+    assert related_config("sib_mini_imagenet").lr_drop_steps == [333, 833, 1667]
+    assert related_config("sib_mini_imagenet").optimizer == "adam"
+    assert related_config("sib_mini_imagenet", "paper").optimizer == "sgd"
+    assert related_config("sib_mini_imagenet_5shot", "paper").shot == 5
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet\.lr = -1\.0: must be > 0$"):
+        related_config("sib_mini_imagenet", lr=-1.0)
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet\.optimizer = 'rmsprop': must be one of"):
+        related_config("sib_mini_imagenet", optimizer="rmsprop")
     with pytest.raises(
         ConfigError, match=r"lr_drop_steps = \[50, 10\]: must be strictly increasing integers in \[1, steps"
     ):
-        sib.parse_config(QUICK | {"lr_drop_steps": [50, 10]}, "related.sib")
+        related_config("sib_mini_imagenet", lr_drop_steps=[50, 10])
     with pytest.raises(
         ConfigError, match=r"lr_drop_steps = \[2000\]: must be strictly increasing integers in \[1, steps = 2000\)"
     ):
-        sib.parse_config(QUICK | {"lr_drop_steps": [2000]}, "related.sib")
-    with pytest.raises(ConfigError, match=r"lr_drop_factor = 0\.0: must be in \(0, 1\]"):
-        sib.parse_config(QUICK | {"lr_drop_factor": 0.0}, "related.sib")
-    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['typo'\]"):
-        sib.parse_config(PAPER | {"typo": 1}, "related.sib")
-    with pytest.raises(ConfigError, match=r"related\.sib: missing|related\.sib\.way: missing"):
-        sib.parse_config({k: v for k, v in PAPER.items() if k != "way"}, "related.sib")
+        related_config("sib_mini_imagenet", lr_drop_steps=[2000])
+    with pytest.raises(ConfigError, match=r"lr_drop_factor = 0\.0: must be > 0$"):
+        related_config("sib_mini_imagenet", lr_drop_factor=0.0)
+    with pytest.raises(ConfigError, match=r"lr_drop_factor = 1\.5: must be <= 1$"):
+        related_config("sib_mini_imagenet", lr_drop_factor=1.5)
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet: unknown key\(s\) \['typo'\]"):
+        related_config("sib_mini_imagenet", typo=1)
+    with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet: momentum = 0\.0: Nesterov SGD needs"):
+        related_config("sib_mini_imagenet", "paper", momentum=0.0)
+    section = {k: v for k, v in related_section("sib_mini_imagenet").items() if k != "way"}
+    with pytest.raises(ConfigError, match=r"^related\.sib_mini_imagenet\.way: missing$"):
+        parse_section({"related": {"sib_mini_imagenet": section}}, "related", "sib_mini_imagenet")
 
 
 class Recorder(Run):
@@ -170,7 +175,7 @@ def test_meta_training_learns_where_an_untrained_sib_is_near_chance(tmp_path):
     val = sample_episodes(np.random.default_rng(3), 20, 10, 20, 5, 1, 5)
     episodes = sample_episodes(np.random.default_rng(4), 100, 10, 20, 5, 1, 10)
     overrides = {"steps": 300, "val_every": 300, "log_every": 100, "batch": 4, "lr": 0.01, "lr_drop_steps": []}
-    cfg = sib.parse_config(QUICK | overrides, "tiny")
+    cfg = related_config("sib_mini_imagenet", **overrides)
     torch.manual_seed(cfg.seed)
     untrained = episode_accuracies(sib.model_predictor(sib.build_model(cfg, 16)), test, episodes, 50).mean()
     assert untrained < 0.3, untrained  # chance: 0.2
@@ -199,7 +204,7 @@ def test_the_rate_drops_by_the_factor_after_each_drop_step(tmp_path):
     overrides = {"steps": 30, "val_every": 30, "log_every": 5, "batch": 2, "lr_drop_steps": [10, 20]}
     run = Recorder()
     sib.train(
-        sib.parse_config(QUICK | overrides, "t"),
+        related_config("sib_mini_imagenet", **overrides),
         CPU,
         {"train": data[:10], "val": data[10:]},
         val,

@@ -9,8 +9,9 @@ import shutil
 import yaml
 from conftest import REPO, tiny_mini_params
 
-from metagmvae import simclr_budget
 from metagmvae.pipeline import episodes
+from metagmvae.tools import simclr_budget
+from metagmvae.validate import parse_section
 
 
 def test_budget_run_scores_the_random_encoder_and_every_snapshot(mini_store, tiny_mini_packed, tmp_path):
@@ -18,12 +19,19 @@ def test_budget_run_scores_the_random_encoder_and_every_snapshot(mini_store, tin
     (data / "raw").mkdir(parents=True)
     shutil.copy(mini_store / "raw" / "images.h5", data / "raw" / "images.h5")
     params = tiny_mini_params(yaml.safe_load((REPO / "params.yaml").read_text()), tiny_mini_packed)
-    episodes.run("mini_imagenet", params, mini_store / "mini_imagenet.h5", data / "episodes.h5")
+    episodes_path = data / "episodes.h5"
+    episodes.run(
+        "mini_imagenet",
+        parse_section(params, "episodes", "mini_imagenet"),
+        mini_store / "mini_imagenet.h5",
+        episodes_path,
+    )
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
     out = tmp_path / "budget" / "run"
     simclr_budget.main(
-        ["--params", str(params_path), "--data", str(data), "--out", str(out), "--stats-per-class", "5"]
+        ["--params", str(params_path), "--images", str(data / "raw" / "images.h5"), "--episodes", str(episodes_path)]
+        + ["--out", str(out), "--stats-per-class", "5"]
         + ["--minutes", "0", "1e-9", "--set", "pretrain.mini_imagenet.lr_schedule=constant"]
     )
     record = json.loads(out.with_suffix(".json").read_text())

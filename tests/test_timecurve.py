@@ -9,15 +9,16 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae import checkpoint, timecurve, train
+from metagmvae import checkpoint, train
 from metagmvae.config import ConfigError
 from metagmvae.data.stores import load_split
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.pipeline import episodes
-from metagmvae.pipeline.metatrain import train_config
 from metagmvae.profile import apply_sets
 from metagmvae.runtime import make_runtime
+from metagmvae.tools import timecurve
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -29,7 +30,7 @@ def tiny_params(cosine: bool = True) -> dict:
     params["metatrain"]["omniglot_5way"].update(
         TINY_TRAINING, val_shots=[1], lr_schedule="cosine" if cosine else "constant"
     )
-    params["evaluate"]["omniglot"].update(samples=2, episodes_per_call=3, precision="fp32")
+    params["evaluate"]["omniglot"].update(test_samples=2, episodes_per_call=3, precision="fp32")
     return params
 
 
@@ -37,8 +38,8 @@ def test_final_snapshot_is_the_metatrain_stage_model(store, tmp_path):
     """Same seeds, schedule and steps: the curve measures the model the pipeline trains."""
     params = tiny_params()
     params["metatrain"]["omniglot_5way"].update(val_every=TINY_TRAINING["steps"])  # once, at the end
-    sets = episodes.run("omniglot", params, store, tmp_path / "episodes.h5")
-    cfg = train_config(params, "omniglot_5way")
+    sets = episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, tmp_path / "episodes.h5")
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
     rt = make_runtime("cpu", "fp32", True, convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
@@ -56,7 +57,7 @@ def test_final_snapshot_is_the_metatrain_stage_model(store, tmp_path):
 def test_command_writes_a_record_and_a_figure(store, tmp_path):
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(tiny_params()))
-    episodes.run("omniglot", tiny_params(), store, tmp_path / "episodes.h5")
+    episodes.run("omniglot", parse_section(tiny_params(), "episodes", "omniglot"), store, tmp_path / "episodes.h5")
     out = tmp_path / "curve"
     timecurve.main(
         ["--profile", "", "--params", str(params_path), "--store", str(store)]

@@ -13,10 +13,11 @@ from metagmvae import checkpoint, train
 from metagmvae.data.episodes import sample_episodes
 from metagmvae.data.stores import load_split
 from metagmvae.loop import NonFiniteLossError
+from metagmvae.models import trained
 from metagmvae.pipeline import episodes
-from metagmvae.pipeline.metatrain import train_config
 from metagmvae.runtime import Runtime, make_runtime
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -27,9 +28,9 @@ def setup(store, tmp_path_factory):
     params["episodes"]["omniglot"]["val"] = {"episodes": 4, "ways": [5], "shots": [1, 5]}
     params["episodes"]["omniglot"]["test"] = {"episodes": 4, "ways": [5], "shots": [1]}
     path = tmp_path_factory.mktemp("eps") / "episodes.h5"
-    sets = episodes.run("omniglot", params, store, path)
+    sets = episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, path)
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING)
-    cfg = train_config(params, "omniglot_5way")
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
     rt = make_runtime("cpu", "fp32", True, convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
@@ -58,7 +59,7 @@ def feature_config(**overrides) -> train.TrainConfig:
         points=25,
         samples=4,
         samples_decoder=4,
-        em_iters=5,
+        train_em_iters=5,
         fix_pi=False,
         lr=3e-3,
         lr_schedule="constant",
@@ -179,12 +180,12 @@ def test_training_lowers_the_loss_and_lifts_accuracy_well_above_the_untrained_mo
 
     def loss_and_accuracy(model):
         loss = model.loss(batch, components=5, samples=4, em_iters=5, generator=torch.Generator().manual_seed(0))
-        return loss.loss.item(), train.validate(model, cfg, rt, test, episodes, seed=5)[1]
+        return loss.loss.item(), train.validation_accuracy(model, cfg, rt, test, episodes, seed=5)[1]
 
     loss_before, acc_before = loss_and_accuracy(untrained)
     train.train(cfg, rt, pool, val, episodes, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
-    trained, _ = train.load_model(tmp_path / "m" / "best_1shot.pt", rt)
-    loss_after, acc_after = loss_and_accuracy(trained)
+    selected, _ = trained.load_model(tmp_path / "m" / "best_1shot.pt", rt)
+    loss_after, acc_after = loss_and_accuracy(selected)
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert history["loss"][-1] < 0.5 * history["loss"][0], history["loss"]
     assert loss_after < 0.5 * loss_before, (loss_before, loss_after)
@@ -196,7 +197,7 @@ def test_changed_config_does_not_resume_foreign_state(features, tmp_path, monkey
     (twice the learning rate) in the same places starts from step 1 and gives exactly what it
     gives alone, and the first run's state is left for it to resume."""
     cfg, rt, pool, val, val_eps = features
-    other = train.TrainConfig(**{**vars(cfg), "lr": cfg.lr * 2})
+    other = cfg.model_copy(update={"lr": cfg.lr * 2})
     assert other.fingerprint() != cfg.fingerprint()
     alone = tmp_path / "alone" / "m"
     train.train(other, rt, pool, val, val_eps, alone, tmp_path / "r_alone", Run(None), progress=False)
@@ -238,7 +239,7 @@ def test_the_selected_checkpoint_holds_the_weights_and_step_of_the_best_validati
         weights_at[step] = {k: t.detach().clone() for k, t in model.state_dict().items()}
         return {shot: accs[len(weights_at) - 1] for shot, accs in curve.items()}
 
-    monkeypatch.setattr(train, "validate", scripted_validation)
+    monkeypatch.setattr(train, "validation_accuracy", scripted_validation)
     summary = train.train(cfg, rt, pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
     assert sorted(weights_at) == [2, 4, 6]
     assert summary["best_val_accuracy"] == {"1shot": 50.0, "5shot": 60.0}
@@ -247,7 +248,7 @@ def test_the_selected_checkpoint_holds_the_weights_and_step_of_the_best_validati
     for shot, best_step in ((1, 4), (5, 2)):
         state = checkpoint.load(tmp_path / "m" / f"best_{shot}shot.pt")
         assert (state["step"], state["val_accuracy"]) == (best_step, max(curve[shot]))
-        assert state["config"] == vars(cfg)
+        assert state["config"] == cfg.model_dump()
         for name, tensor in weights_at[best_step].items():
             assert torch.equal(state["model"][name], tensor), (shot, name)
         last = weights_at[6]
@@ -262,8 +263,8 @@ def test_best_checkpoint_per_shot_and_history(setup, tmp_path):
         state = checkpoint.load(tmp_path / "m" / f"best_{shot}shot.pt")
         assert state["val_accuracy"] == max(history["val"][f"{shot}shot"])
         assert round(state["val_accuracy"], 2) == summary["best_val_accuracy"][f"{shot}shot"]
-    assert train.checkpoint_for(tmp_path / "m", 5).name == "best_5shot.pt"
-    assert train.checkpoint_for(tmp_path / "m", 20).name == "best_1shot.pt"
+    assert trained.checkpoint_for(tmp_path / "m", 5).name == "best_5shot.pt"
+    assert trained.checkpoint_for(tmp_path / "m", 20).name == "best_1shot.pt"
 
 
 def test_nan_loss_stops_with_step_and_term(setup, tmp_path, monkeypatch):

@@ -6,8 +6,10 @@ Archive layout (official and mirror alike): ``<top>/<Alphabet>/characterNN/NNNN_
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
+import json
 import stat
 import zipfile
 from collections import defaultdict
@@ -23,6 +25,11 @@ IMAGES_PER_CHARACTER = 20
 ROTATIONS = 4  # 0, 90, 180 and 270 degrees, each a class of its own
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FORMAT = "metagmvae.omniglot.v1"
+MEMBER_DIGESTS = Path(__file__).with_name("omniglot_members.json.gz")
+"""Expected per-member digests of the official archives, keyed by their content digest (written
+by ``python -m metagmvae.tools.member_digests``): they name the first member of a modified
+archive whose bytes differ."""
+MEMBER_DIGEST_HEX = 8  # hex digits kept of each member's SHA-256 (enough to point at a change)
 
 RESIZE_FILTERS = {
     "nearest": Image.Resampling.NEAREST,
@@ -58,18 +65,19 @@ def _character_key(path: PurePosixPath) -> tuple[str, str]:
     return path.parts[1], path.parts[2]
 
 
-def read_archive(archive: str | Path) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
+def read_archive(path: str | Path, label: str | None = None) -> dict[tuple[str, str], list[tuple[str, bytes]]]:
     """Read every PNG of an Omniglot archive, grouped by (alphabet, character).
 
     Returns ``{(alphabet, character): [(member name, png bytes), ...]}`` with members sorted by
-    name. Raises :class:`ArchiveError` naming the archive and the problem for anything that is
-    not a complete, well-formed Omniglot archive (bad zip, CRC error, unsafe or symlinked
-    members, unexpected files, wrong image counts).
+    name. Raises :class:`ArchiveError` naming the archive (``label``, default ``path``: the
+    download names the source it read, not its temporary copy) and the problem for anything
+    that is not a complete, well-formed Omniglot archive (bad zip, CRC error, unsafe or
+    symlinked members, unexpected files, wrong image counts).
     """
-    archive = Path(archive)
+    path, archive = Path(path), label or str(path)
     groups: dict[tuple[str, str], list[tuple[str, bytes]]] = defaultdict(list)
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with zipfile.ZipFile(path) as zf:
             for info in zf.infolist():
                 path = safe_member_name(info.filename, archive)
                 if stat.S_ISLNK(info.external_attr >> 16):
@@ -100,36 +108,78 @@ def read_archive(archive: str | Path) -> dict[tuple[str, str], list[tuple[str, b
     return dict(sorted(groups.items()))
 
 
+def _members(groups: dict[tuple[str, str], list[tuple[str, bytes]]]) -> list[tuple[str, bytes]]:
+    return sorted(m for members in groups.values() for m in members)
+
+
+def _feed(h, name: str, data: bytes) -> None:
+    h.update(name.encode())
+    h.update(len(data).to_bytes(8, "little"))
+    h.update(data)
+
+
 def content_digest(groups: dict[tuple[str, str], list[tuple[str, bytes]]]) -> str:
     """SHA-256 over the sorted member names and bytes: identical images give identical digests
     however the zip itself was packed."""
     h = hashlib.sha256()
-    for name, data in sorted(m for members in groups.values() for m in members):
-        h.update(name.encode())
-        h.update(len(data).to_bytes(8, "little"))
-        h.update(data)
+    for name, data in _members(groups):
+        _feed(h, name, data)
     return h.hexdigest()
 
 
+def member_digests(groups: dict[tuple[str, str], list[tuple[str, bytes]]]) -> str:
+    """The first :data:`MEMBER_DIGEST_HEX` hex digits of each member's SHA-256 (over its name and
+    bytes), in sorted member order, concatenated."""
+    out = []
+    for name, data in _members(groups):
+        h = hashlib.sha256()
+        _feed(h, name, data)
+        out.append(h.hexdigest()[:MEMBER_DIGEST_HEX])
+    return "".join(out)
+
+
+def known_member_digests(content_sha256: str) -> str | None:
+    """The expected :func:`member_digests` of the archive with this content digest, if shipped."""
+    if not MEMBER_DIGESTS.exists():
+        return None
+    with gzip.open(MEMBER_DIGESTS, "rt") as f:
+        return json.load(f).get(content_sha256, {}).get("members")
+
+
+def first_changed_member(groups: dict[tuple[str, str], list[tuple[str, bytes]]], expected: str) -> str:
+    """Where an archive with the expected member count departs from the expected
+    :func:`member_digests`: the first member, in sorted order, whose name or bytes differ."""
+    got, width = member_digests(groups), MEMBER_DIGEST_HEX
+    for i, (name, _) in enumerate(_members(groups)):
+        if got[i * width : (i + 1) * width] != expected[i * width : (i + 1) * width]:
+            return f"the first member whose bytes differ is {name}"
+    return "every member matches its short digest"  # a change that the 32-bit digests cannot see
+
+
 def verify_archive(
-    archive: str | Path, characters: int | None = None, content_sha256: str | None = None
+    archive: str | Path, characters: int | None = None, content_sha256: str | None = None, label: str | None = None
 ) -> ArchiveSummary:
     """Check an archive's contents against the expected character count and digest.
 
-    ``None`` skips that check. Raises :class:`ArchiveError` on any mismatch.
+    ``None`` skips that check. Raises :class:`ArchiveError` on any mismatch, naming the archive
+    as ``label`` (default: its path) and, for changed images, the first member whose bytes
+    differ (when :data:`MEMBER_DIGESTS` knows the expected archive).
     """
-    groups = read_archive(archive)
+    groups = read_archive(archive, label)
+    label = label or str(archive)
     summary = ArchiveSummary(
         characters=len(groups),
         images=sum(len(m) for m in groups.values()),
         content_sha256=content_digest(groups),
     )
     if characters is not None and summary.characters != characters:
-        raise ArchiveError(f"{archive}: holds {summary.characters} characters, expected {characters}")
+        raise ArchiveError(f"{label}: holds {summary.characters} characters, expected {characters}")
     if content_sha256 is not None and summary.content_sha256 != content_sha256:
+        expected = known_member_digests(content_sha256)
+        where = first_changed_member(groups, expected) if expected else "no per-member digests are known for it"
         raise ArchiveError(
-            f"{archive}: content digest {summary.content_sha256} does not match the expected "
-            f"{content_sha256} (different or modified images)"
+            f"{label}: content digest {summary.content_sha256} does not match the expected "
+            f"{content_sha256} (different or modified images; {where})"
         )
     return summary
 

@@ -38,7 +38,7 @@ def copy_from(source: str, name: str, dest: Path, timeout: float) -> None:
     else:
         src = Path(source) / name
         if not src.is_file():
-            raise FileNotFoundError(f"{src} does not exist")
+            raise FileNotFoundError("does not exist")
         shutil.copyfile(src, dest)
 
 
@@ -46,25 +46,29 @@ def fetch_verified(
     name: str,
     sources: list[str],
     dest: Path,
-    verify: Callable[[Path], object],
+    verify: Callable[[Path, str], object],
     root: Path,
     timeout: float = 60.0,
 ) -> tuple[str, object]:
     """Copy ``name`` from the first source that yields a copy passing ``verify`` to ``dest``.
 
-    ``verify(path)`` must raise on a bad copy. Returns ``(source used, what verify returned)``.
-    Raises :class:`SourceError` listing every source and its failure.
+    ``verify(path, label)`` must raise on a bad copy, naming it as ``label`` (the source file,
+    ``<source>/<name>``, not the temporary copy at ``path``). Returns ``(source used, what
+    verify returned)``. Raises :class:`SourceError` listing every source and its failure.
     """
     if not sources:
         raise SourceError(f"{name}: no sources configured")
     failures = []
     for source in sources:
         resolved = resolve_source(source, root)
+        label = f"{resolved}/{name}"
         try:
             with atomic_path(dest) as tmp:
                 copy_from(resolved, name, tmp, timeout)
-                result = verify(tmp)
+                result = verify(tmp, label)
             return resolved, result
-        except (OSError, urllib.error.URLError, ValueError) as exc:
-            failures.append(f"  {resolved}/{name}: {exc}")
+        except ValueError as exc:  # the copy arrived but is not the expected file; verify named it
+            failures.append(f"  {exc}")
+        except (OSError, urllib.error.URLError) as exc:
+            failures.append(f"  {label}: {exc}")
     raise SourceError(f"{name}: no source gave a valid copy:\n" + "\n".join(failures))

@@ -1,4 +1,5 @@
-"""Where each dataset's class-structured store lives and how to read one split of it.
+"""How to read one split of each dataset's class-structured store (its path is an output of
+dvc.yaml, passed in).
 
 A store holds, per split, items of shape ``[classes, instances, *item]``: Omniglot images
 ``[C, 20, 1, 28, 28]`` in [0, 1], or Mini-ImageNet SimCLR features ``[C, 600, 256]``.
@@ -41,16 +42,10 @@ def _spec(dataset: str) -> StoreSpec:
     return STORES[dataset]
 
 
-def store_path(dataset: str) -> Path:
-    """Path of the dataset's store, relative to the repository root: ``data/<dataset>/<dataset>.h5``."""
-    _spec(dataset)
-    return Path("data") / dataset / f"{dataset}.h5"
-
-
-def split_shape(dataset: str, split: str, path: Path | None = None) -> tuple[int, int]:
-    """``(classes, instances per class)`` of one split, read from the file's metadata only."""
+def split_shape(dataset: str, split: str, path: Path) -> tuple[int, int]:
+    """``(classes, instances per class)`` of one split of the store ``path``, read from the file's
+    metadata only."""
     spec = _spec(dataset)
-    path = path or store_path(dataset)
     with hdf5.open_store(path, spec.format) as f:
         if split not in f:
             raise hdf5.StoreError(f"{path}: has no split {split!r} (found {sorted(f)})")
@@ -58,10 +53,10 @@ def split_shape(dataset: str, split: str, path: Path | None = None) -> tuple[int
     return int(shape[0]), int(shape[1])
 
 
-def split_statistics(dataset: str, split: str, path: Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_statistics(dataset: str, split: str, path: Path) -> tuple[np.ndarray, np.ndarray]:
     """Per-feature ``(mean, std)`` (float64, population std) of a split's flattened items: stored
     in a feature store (what its readers standardise with), computed for a pixel store."""
-    spec, path = _spec(dataset), path or store_path(dataset)
+    spec = _spec(dataset)
     if spec.images:
         items = spec.loader(path, split)
         flat = items.reshape(items.shape[0] * items.shape[1], -1).astype(np.float64)
@@ -70,7 +65,6 @@ def split_statistics(dataset: str, split: str, path: Path | None = None) -> tupl
         return store.statistics(split)
 
 
-def load_split(dataset: str, split: str, path: Path | None = None) -> np.ndarray:
-    """All items of one split, float32 ``[classes, instances, *item]``."""
-    spec = _spec(dataset)
-    return spec.loader(path or store_path(dataset), split)
+def load_split(dataset: str, split: str, path: Path) -> np.ndarray:
+    """All items of one split of the store ``path``, float32 ``[classes, instances, *item]``."""
+    return _spec(dataset).loader(path, split)

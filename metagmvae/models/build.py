@@ -3,58 +3,64 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import Field, model_validator
 from torch import nn
 
-from metagmvae.config import Checker, ConfigError, one_of, positive
+from metagmvae.config import PositiveInt, Section, parse
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.models.gmvae import MetaGMVAE
 from metagmvae.models.mlp import FeatureDecoder
 
-MODEL_KINDS = ("pixels", "features")
+
+class PixelsModel(Section):
+    """``model`` of a Meta-GMVAE on images: the Conv4 encoder and the transposed-conv decoder."""
+
+    kind: Literal["pixels"]
+    latent: PositiveInt  # D
+    hidden: PositiveInt  # conv channels (tokens are hidden x 2 x 2 wide) and decoder width
+    heads: PositiveInt  # attention heads of the set encoder (must divide the token width)
+    blocks: PositiveInt  # set-encoder blocks
+
+    @model_validator(mode="after")
+    def _heads_divide_the_width(self):
+        if (width := token_width(self)) % self.heads:
+            raise ValueError(f"set-encoder width {width} is not divisible by heads = {self.heads}")
+        return self
 
 
-def model_config(cfg: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Validate a ``model`` parameter section; errors name the key (``where.key``)."""
-    check = Checker(cfg, where)
-    out = {
-        "kind": check.get("kind", str, one_of(*MODEL_KINDS)),
-        "latent": check.get("latent", int, positive),
-        "hidden": check.get("hidden", int, positive),
-        "heads": check.get("heads", int, positive),
-        "blocks": check.get("blocks", int, positive),
-    }
-    if out["kind"] == "features":  # the width of the cached feature vectors
-        out["input_dim"] = check.get("input_dim", int, positive)
-    check.done()
-    width = token_width(out)
-    if width % out["heads"]:
-        raise ConfigError(f"{where}: set-encoder width {width} is not divisible by heads = {out['heads']}")
-    return out
+class FeaturesModel(PixelsModel):
+    """``model`` of a Meta-GMVAE on cached feature vectors: no image encoder, the MLP decoder."""
+
+    kind: Literal["features"]
+    input_dim: PositiveInt  # the width of the cached feature vectors (the tokens)
 
 
-def token_width(cfg: Mapping[str, Any]) -> int:
+ModelSpec = Annotated[PixelsModel | FeaturesModel, Field(discriminator="kind")]
+
+
+def token_width(spec: PixelsModel) -> int:
     """Width d of the set encoder's tokens: Conv4 output (hidden x 2 x 2) or the feature size."""
-    return cfg["hidden"] * 4 if cfg["kind"] == "pixels" else cfg["input_dim"]
+    return spec.input_dim if isinstance(spec, FeaturesModel) else spec.hidden * 4
 
 
-def build_model(cfg: Mapping[str, Any]) -> MetaGMVAE:
-    """A Meta-GMVAE from a validated ``model`` section (see :func:`model_config`).
+def build_model(spec: PixelsModel | Mapping[str, Any]) -> MetaGMVAE:
+    """A Meta-GMVAE from a ``model`` section (a parsed one, or a mapping such as a checkpoint's
+    stored configuration, parsed here).
 
     ``pixels``: Conv4 encoder (``hidden`` channels) and the transposed-conv Bernoulli decoder;
     ``features``: no image encoder (cached features are the tokens) and the MLP Gaussian decoder
     with ``hidden`` units.
     """
-    kind = cfg["kind"]
-    if kind == "pixels":
-        encoder = ConvEncoder(in_channels=1, hidden=cfg["hidden"], blocks=4, ceil_mode=True)
-        decoder = DeconvDecoder(latent=cfg["latent"], hidden=cfg["hidden"])
-    elif kind == "features":
+    if isinstance(spec, Mapping):
+        spec = parse(ModelSpec, dict(spec), "model")
+    if isinstance(spec, FeaturesModel):
         encoder = nn.Identity()
-        decoder = FeatureDecoder(latent=cfg["latent"], hidden=cfg["hidden"], out=cfg["input_dim"])
+        decoder = FeatureDecoder(latent=spec.latent, hidden=spec.hidden, out=spec.input_dim)
     else:
-        raise ValueError(f"unknown model kind {kind!r}; expected one of {list(MODEL_KINDS)}")
+        encoder = ConvEncoder(in_channels=1, hidden=spec.hidden, blocks=4, ceil_mode=True)
+        decoder = DeconvDecoder(latent=spec.latent, hidden=spec.hidden)
     return MetaGMVAE(
-        encoder, decoder, token_dim=token_width(cfg), latent=cfg["latent"], heads=cfg["heads"], blocks=cfg["blocks"]
+        encoder, decoder, token_dim=token_width(spec), latent=spec.latent, heads=spec.heads, blocks=spec.blocks
     )

@@ -104,7 +104,7 @@ class MetaGMVAE(nn.Module):
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> Losses:
-        """Negative ELBO of one meta-training batch (spec section 3).
+        """Negative ELBO of one meta-training batch (docs/official-code.md §3).
 
         x: ``[B, M, *input_shape]`` unlabeled episodes. Each point gets ``samples`` (S)
         reparameterised draws; the EM prior is fitted to all B x M x S of them and is a constant
@@ -161,7 +161,7 @@ class MetaGMVAE(nn.Module):
         generator: torch.Generator | None = None,
         noise: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Transductive few-shot class posteriors with the semi-supervised EM (spec section 4); no gradient.
+        """Transductive few-shot class posteriors with the semi-supervised EM (docs/official-code.md §4); no gradient.
 
         Args:
             support: ``[E, W*s, d]`` encoder tokens of the support images (see :meth:`encode`);

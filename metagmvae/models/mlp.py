@@ -1,4 +1,4 @@
-"""Gaussian decoder over cached feature vectors (Mini-ImageNet, spec section 2.5)."""
+"""Gaussian decoder over cached feature vectors (Mini-ImageNet, docs/official-code.md §2.5)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The Set-Transformer self-attention block (SAB) used as Meta-GMVAE's set encoder.
 
-Not ``nn.TransformerEncoderLayer`` (spec sections 2.2 and 9.7): the residual adds the
+Not ``nn.TransformerEncoderLayer`` (docs/official-code.md §2.2 and §9.7): the residual adds the
 *projected* queries, the softmax is scaled by 1/sqrt(d_model) (not 1/sqrt(d_head)), there is no
 output projection W_O, the feed-forward part is one linear layer with ReLU and a residual, and
 there is no LayerNorm, dropout or positional encoding.

@@ -1,4 +1,6 @@
-"""One module per DVC stage: validate the stage's params section, call the library, write outputs.
+"""One module per DVC stage: the schema of the stage's ``params.yaml`` section, and ``run``, which
+takes that parsed section and the stage's paths, calls the library and writes the outputs.
 
-The scripts in ``stages/`` only parse the command line and call ``run`` here.
+The scripts in ``stages/`` only parse the command line (the paths dvc.yaml passes) and call
+``run`` here (:mod:`metagmvae.stage`).
 """

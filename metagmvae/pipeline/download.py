@@ -8,82 +8,71 @@ from __future__ import annotations
 
 import shutil
 import urllib.error
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from metagmvae.config import Checker, ConfigError, counts_per_split, positive, section
+from pydantic import Field, StringConstraints
+
+from metagmvae.config import PositiveFloat, PositiveInt, Section, SplitCounts
 from metagmvae.data import mini_imagenet, omniglot
 from metagmvae.data.sources import URL_SCHEMES, SourceError, fetch_verified, resolve_source
 from metagmvae.io import atomic_dir, write_json
 
-
-def _sources(check: Checker) -> list[str]:
-    return check.get(
-        "sources",
-        list,
-        lambda v: None if v and all(isinstance(s, str) for s in v) else "must be a non-empty list of URLs or folders",
-    )
+Sources = Annotated[list[str], Field(min_length=1)]  # URLs or folders, tried in order
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
-def _omniglot_config(check: Checker) -> dict[str, Any]:
-    """``sources``, ``timeout`` and the expected ``(characters, content_sha256)`` per archive."""
-    sources, timeout = _sources(check), check.get("timeout_seconds", float, positive)
-    archives = check.get("archives", dict, lambda v: None if v else "must name at least one file")
-    check.done()
-    expected = {}
-    for name, spec in archives.items():
-        sub = Checker(spec, f"{check.where}.archives.{name}")
-        expected[name] = (
-            sub.get("characters", int, positive),
-            sub.get("content_sha256", str, lambda v: None if len(v) == 64 else "must be a 64-hex-digit SHA-256"),
-        )
-        sub.done()
-    return {"sources": sources, "timeout": timeout, "archives": expected}
+class Archive(Section):
+    """What one Omniglot archive must contain."""
+
+    characters: PositiveInt  # character folders (x 20 PNGs each)
+    content_sha256: Sha256  # digest over the sorted member names and bytes (any repacking)
 
 
-def _omniglot(cfg: dict[str, Any], out: Path, root: Path) -> dict[str, Any]:
+class OmniglotDownload(Section):
+    """The ``download.omniglot`` section."""
+
+    sources: Sources
+    timeout_seconds: PositiveFloat
+    archives: Annotated[dict[str, Archive], Field(min_length=1)]  # file name -> expected contents
+
+
+class MiniImagenetDownload(Section):
+    """The ``download.mini_imagenet`` section."""
+
+    sources: Sources
+    timeout_seconds: PositiveFloat
+    classes: SplitCounts
+    images_per_class: PositiveInt
+
+
+def _omniglot(cfg: OmniglotDownload, out: Path, root: Path) -> dict[str, Any]:
     """Each archive from the first source whose copy has the expected contents."""
     manifest = {}
-    for name, expected in cfg["archives"].items():
-        used, summary = fetch_verified(
-            name,
-            cfg["sources"],
-            out / name,
-            lambda path, expected=expected: omniglot.verify_archive(path, *expected),
-            root,
-            cfg["timeout"],
-        )
+    for name, expected in cfg.archives.items():
+
+        def verify(path: Path, label: str, expected=expected) -> omniglot.ArchiveSummary:
+            return omniglot.verify_archive(path, expected.characters, expected.content_sha256, label=label)
+
+        used, summary = fetch_verified(name, cfg.sources, out / name, verify, root, cfg.timeout_seconds)
         print(f"{name}: {summary.characters} characters, {summary.images} images, verified, from {used}")
         manifest[name] = vars(summary)
     return manifest
 
 
-def _mini_imagenet_config(check: Checker) -> dict[str, Any]:
-    """``sources``, class counts per split, images per class and ``timeout``."""
-    cfg = {
-        "sources": _sources(check),
-        "classes": check.get("classes", dict, counts_per_split(mini_imagenet.SPLITS, "class counts")),
-        "images_per_class": check.get("images_per_class", int, positive),
-        "timeout": check.get("timeout_seconds", float, positive),
-    }
-    check.done()
-    return cfg
-
-
-def _mini_imagenet(cfg: dict[str, Any], out: Path, root: Path) -> dict[str, Any]:
+def _mini_imagenet(cfg: MiniImagenetDownload, out: Path, root: Path) -> dict[str, Any]:
     """The first source folder (packed or JPEG folder) that passes every check, as ``images.h5``."""
     failures = []
     staging = out / "staging"  # downloaded shards, inside the stage's temporary folder
-    for source in cfg["sources"]:
+    for source in cfg.sources:
         location = resolve_source(source, root)
         try:
             if location.startswith(URL_SCHEMES):
-                folder = mini_imagenet.fetch_packed(location, staging, cfg["timeout"])
+                folder = mini_imagenet.fetch_packed(location, staging, cfg.timeout_seconds)
             else:
                 folder = Path(location)
             splits = mini_imagenet.read_source(folder)
-            mini_imagenet.verify(splits, cfg["classes"], cfg["images_per_class"])
+            mini_imagenet.verify(splits, cfg.classes.model_dump(), cfg.images_per_class)
         except (OSError, urllib.error.URLError, ValueError) as exc:
             failures.append(f"  {location}: {exc}")
             continue
@@ -95,27 +84,13 @@ def _mini_imagenet(cfg: dict[str, Any], out: Path, root: Path) -> dict[str, Any]
     raise SourceError("mini_imagenet: no source gave a complete, valid copy:\n" + "\n".join(failures))
 
 
-DOWNLOADERS = {  # dataset -> (parse its section, fetch and verify)
-    "omniglot": (_omniglot_config, _omniglot),
-    "mini_imagenet": (_mini_imagenet_config, _mini_imagenet),
-}
-
-
-def download_config(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
-    """Parse and validate ``download.<dataset>``."""
-    if dataset not in DOWNLOADERS:
-        raise ConfigError(f"download: unknown dataset {dataset!r}; expected one of {sorted(DOWNLOADERS)}")
-    parse, _ = DOWNLOADERS[dataset]
-    return parse(Checker(section(params, "download", dataset), f"download.{dataset}"))
-
-
-def run(dataset: str, params: Mapping[str, Any], out_dir: Path, root: Path) -> dict[str, Any]:
-    """Fetch and verify ``dataset`` into ``out_dir`` with a ``manifest.json``; returns the manifest.
+def run(cfg: OmniglotDownload | MiniImagenetDownload, out_dir: Path, root: Path) -> dict[str, Any]:
+    """Fetch and verify the dataset of ``cfg`` (its ``download`` section) into ``out_dir`` with a
+    ``manifest.json``; returns the manifest.
 
     Relative source folders are resolved against ``root`` (the repository root).
     """
-    cfg = download_config(params, dataset)
-    _, fetch = DOWNLOADERS[dataset]
+    fetch = _omniglot if isinstance(cfg, OmniglotDownload) else _mini_imagenet
     with atomic_dir(out_dir) as tmp:
         manifest = fetch(cfg, tmp, root)
         write_json(tmp / "manifest.json", manifest)

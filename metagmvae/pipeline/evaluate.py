@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import functools
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
+from pydantic import Field, model_validator
 
 from metagmvae import plots
 from metagmvae.baselines import BASELINES
-from metagmvae.config import Checker, ConfigError, non_negative, positive, positive_ints, section
+from metagmvae.config import NonNegativeInt, PositiveInt, PositiveInts
 from metagmvae.data.episodes import EpisodeSet, check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split, split_statistics
 from metagmvae.episode_results import EpisodeResults, cross_way_method, trained_way
 from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
 from metagmvae.io import write_csv, write_json
+from metagmvae.models.trained import checkpoint_for, load_model
 from metagmvae.paper import PAPER_RESULTS
-from metagmvae.runtime import make_runtime, runtime_params
+from metagmvae.runtime import RuntimeSettings
 from metagmvae.tracking import result_metrics, start_run
-from metagmvae.train import checkpoint_for, load_model
 
 EMBEDDING_POINTS_PER_CLASS = 100  # Mini-ImageNet has 600 per class; Omniglot's 20 are all shown
 
@@ -29,82 +31,70 @@ def _report(method: str, key: str, res: dict) -> None:
     print(f"{method:>12} {key:>12}: {res['accuracy']:6.2f} +- {res['ci95']:.2f}")
 
 
-@dataclass(frozen=True)
-class EvalConfig:
+class EvalConfig(RuntimeSettings):
     """One dataset's ``evaluate`` section."""
 
-    models: dict[str, list[int]]  # model name -> test shots (at the model's own way)
-    cross_way: dict[str, list[int]]  # model name -> other ways it is also tested at (same shots and episodes)
-    baselines: list[str]
-    samples: int  # S_test
-    em_iters: int  # T_s
-    episodes_per_call: int
-    seed: int
-    device: str
-    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
-    channels_last: bool | str  # auto | true | false
+    RENAMED: ClassVar[dict[str, str]] = {"samples": "test_samples", "em_iters": "test_em_iters"}
+
+    models: Annotated[dict[str, PositiveInts], Field(min_length=1)]  # model -> test shots (at its own way)
+    cross_way: dict[str, PositiveInts]  # model -> other ways it is also tested at (same shots and episodes)
+    baselines: list[Literal[tuple(BASELINES)]]
+    test_samples: PositiveInt  # S_test
+    test_em_iters: PositiveInt  # T_s
+    episodes_per_call: PositiveInt
+    seed: NonNegativeInt
+
+    @model_validator(mode="after")
+    def _cross_way_models_exist(self) -> EvalConfig:
+        for name in self.cross_way:
+            if name not in self.models:
+                raise ValueError(f"cross_way.{name}: not one of models ({sorted(self.models)})")
+        return self
 
 
-def eval_config(params: dict, dataset: str) -> EvalConfig:
-    """Parse and validate ``evaluate.<dataset>``."""
-    where = f"evaluate.{dataset}"
-    check = Checker(section(params, "evaluate", dataset), where)
-    cfg = EvalConfig(
-        models=check.get("models", dict, lambda v: None if v else "must name at least one model"),
-        cross_way=check.get("cross_way", dict),
-        baselines=check.get(
-            "baselines", list, lambda v: None if set(v) <= set(BASELINES) else f"must be drawn from {sorted(BASELINES)}"
-        ),
-        samples=check.get("samples", int, positive),
-        em_iters=check.get("em_iters", int, positive),
-        episodes_per_call=check.get("episodes_per_call", int, positive),
-        seed=check.get("seed", int, non_negative),
-        **runtime_params(check),
+def test_accuracies(model, tokens: torch.Tensor, episodes, cfg: EvalConfig, rt, progress: str | None = None):
+    """Per-episode accuracy ``[n]`` of a Meta-GMVAE on encoded test ``tokens`` at the settings of
+    an ``evaluate`` section (S_test, T_s, episodes per call, seed)."""
+    return model_accuracies(
+        model,
+        tokens,
+        episodes,
+        rt=rt,
+        samples=cfg.test_samples,
+        em_iters=cfg.test_em_iters,
+        episodes_per_call=cfg.episodes_per_call,
+        seed=cfg.seed,
+        progress=progress,
     )
-    check.done()
-    for name, shots in cfg.models.items():
-        if problem := positive_ints(shots):
-            raise ConfigError(f"{where}.models.{name} = {shots!r}: {problem}")
-    for name, ways in cfg.cross_way.items():
-        if name not in cfg.models:
-            raise ConfigError(f"{where}.cross_way.{name}: not one of {where}.models ({sorted(cfg.models)})")
-        if problem := positive_ints(ways):
-            raise ConfigError(f"{where}.cross_way.{name} = {ways!r}: {problem}")
-    return cfg
 
 
-def run(
-    dataset: str, params: dict, store: Path, episodes_path: Path, models_dir: Path, out_path: Path, plots_dir: Path
-) -> dict:
-    """Score every model of ``evaluate.<dataset>`` and the baselines on the same test episodes,
-    and each model of ``cross_way`` also at those other ways (as ``meta_gmvae_trained_<K>way``).
+@dataclass(frozen=True)
+class Outputs:
+    """Where the stage writes (dvc.yaml's outs; the per-episode results go beside ``metrics``,
+    :func:`metagmvae.episode_results.results_path`)."""
 
-    Writes ``out_path`` as ``{method: {"<W>way_<s>shot": {accuracy, ci95, episodes}}}`` with
-    accuracies in percent, and every episode's result beside it
-    (:mod:`metagmvae.episode_results`: ``<folder of out_path>/episodes/<name>``).
-    """
-    cfg = eval_config(params, dataset)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=STORES[dataset].images)
+    metrics: Path  # {method: {"<W>way_<s>shot": {accuracy, ci95, episodes}}}, accuracies in percent
+    accuracy_figure: Path  # accuracy by way/shot and method, beside the paper's
+    embedding_figure: Path  # posterior means of one test episode, PCA
+    accuracy_table: Path  # accuracy by shot against the paper (DVC plot data)
+
+
+def run(dataset: str, cfg: EvalConfig, store: Path, episodes_path: Path, models_dir: Path, out: Outputs) -> dict:
+    """Score every model of ``cfg.models`` (trained in ``models_dir/<name>``) and the baselines on
+    the same test episodes of ``dataset``, and each model of ``cfg.cross_way`` also at those other
+    ways (as ``meta_gmvae_trained_<K>way``); write ``out`` and every episode's result
+    (:mod:`metagmvae.episode_results`); returns the metrics."""
+    rt = cfg.runtime(convolutional=STORES[dataset].images)
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}
     per_episode = EpisodeResults(dataset, episodes_path)
     statistics = functools.cache(lambda: split_statistics(dataset, "train", store))
     baselines = {name: BASELINES[name](statistics) for name in cfg.baselines}
-    run_params = {"dataset": dataset, **asdict(cfg)}
+    run_params = {"dataset": dataset, **cfg.model_dump()}
     embedding_source = None
 
     def score(model, tokens: torch.Tensor, eps: EpisodeSet) -> np.ndarray:
-        return model_accuracies(
-            model,
-            rt,
-            tokens,
-            eps,
-            cfg.samples,
-            cfg.em_iters,
-            cfg.episodes_per_call,
-            cfg.seed,
-            episode_key(eps.way, eps.shot),
-        )
+        return test_accuracies(model, tokens, eps, cfg, rt, progress=episode_key(eps.way, eps.shot))
 
     def record(method: str, eps: EpisodeSet, accs: np.ndarray) -> None:
         key = episode_key(eps.way, eps.shot)
@@ -133,27 +123,27 @@ def run(
                     record(cross_way_method(train_cfg["way"]), other, score(model, tokens, other))
             if embedding_source is None:  # the first model (first checkpoint) on its last test episodes
                 embedding_source = (name, next(iter(encoded.values()))[0], eps)
-        write_json(out_path, results)
-        episodes_out = per_episode.write_beside(out_path)
+        write_json(out.metrics, results)
+        episodes_out = per_episode.write_beside(out.metrics)
         paper = PAPER_RESULTS.get(dataset, {})
         own_way = {method: res for method, res in results.items() if trained_way(method) is None}
-        plots.accuracy_figure(own_way, paper, plots_dir / "accuracy.png")
-        write_csv(plots_dir / "accuracy_by_shot.csv", *plots.accuracy_by_shot_table(own_way, paper))
+        plots.accuracy_figure(own_way, paper, out.accuracy_figure)
+        write_csv(out.accuracy_table, *plots.accuracy_by_shot_table(own_way, paper))
         name, model, eps = embedding_source
         items = test[torch.as_tensor(eps.classes[0]), :EMBEDDING_POINTS_PER_CLASS]
         plots.embedding_figure(
             model,
             items,
-            cfg.em_iters,
+            cfg.test_em_iters,
             rt.autocast,
             f"{name}: posterior means of one test episode's {eps.way} classes x {items.shape[1]} items "
             f"(colour = class), PCA",
-            plots_dir / "embedding.png",
+            out.embedding_figure,
             seed=cfg.seed,
         )
         tracker.log_metrics(result_metrics(results))
-        tracker.log_artifact(out_path)
+        tracker.log_artifact(out.metrics)
         tracker.log_artifact(episodes_out, "episodes")
-        for figure in ("accuracy.png", "embedding.png", "accuracy_by_shot.csv"):
-            tracker.log_artifact(plots_dir / figure, "plots")
+        for figure in (out.accuracy_figure, out.embedding_figure, out.accuracy_table):
+            tracker.log_artifact(figure, "plots")
     return results

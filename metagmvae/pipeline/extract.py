@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from metagmvae import simclr
-from metagmvae.config import Checker, ConfigError, positive, section
+from metagmvae.config import ConfigError, PositiveInt, SplitCounts
 from metagmvae.data import features, mini_imagenet
 from metagmvae.io import sha256_file, write_json
 from metagmvae.progress import progress as progress_bar
-from metagmvae.runtime import Runtime, make_runtime, runtime_params
+from metagmvae.runtime import Runtime, RuntimeSettings
 
 SPLITS = mini_imagenet.SPLITS
 
@@ -33,29 +32,11 @@ def encode_images(
     return torch.cat(out).numpy()
 
 
-@dataclass(frozen=True)
-class ExtractConfig:
+class ExtractConfig(RuntimeSettings):
     """The ``extract.<dataset>`` section."""
 
-    per_class: dict[str, int]  # split -> images per class encoded (the first ones)
-    batch: int
-    device: str
-    precision: str  # auto | fp32 | bf16 (resolved by metagmvae.runtime.make_runtime)
-    channels_last: bool | str  # auto | true | false
-
-
-def extract_config(params: dict, dataset: str) -> ExtractConfig:
-    """Parse and validate ``extract.<dataset>``."""
-    where = f"extract.{dataset}"
-    check = Checker(section(params, "extract", dataset), where)
-    per_class = check.get("per_class", dict)
-    batch = check.get("batch", int, positive)
-    runtime = runtime_params(check)
-    check.done()
-    sub = Checker(per_class, f"{where}.per_class")
-    counts = {split: sub.get(split, int, positive) for split in SPLITS}
-    sub.done()
-    return ExtractConfig(counts, batch, **runtime)
+    per_class: SplitCounts  # images per class encoded (the first ones), per split
+    batch: PositiveInt  # images encoded together
 
 
 def encoder_budget(encoder_cfg: dict, train_images: int) -> dict:
@@ -68,7 +49,7 @@ def encoder_budget(encoder_cfg: dict, train_images: int) -> dict:
 
 
 def run(
-    dataset: str, params: dict, images_path: Path, encoder_path: Path, out_path: Path, metrics_path: Path
+    dataset: str, cfg: ExtractConfig, images_path: Path, encoder_path: Path, out_path: Path, metrics_path: Path
 ) -> dict[str, tuple]:
     """Encode the first ``per_class[split]`` images of every class of every split with the
     encoder of ``encoder_path`` and write the feature store ``out_path`` (with each split's
@@ -76,9 +57,8 @@ def run(
     :func:`metagmvae.data.features.write_features`) and a summary of both to ``metrics_path``.
     Returns the shapes."""
     where = f"extract.{dataset}"
-    cfg = extract_config(params, dataset)
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
-    counts, batch = cfg.per_class, cfg.batch
+    rt = cfg.runtime(convolutional=True)
+    counts, batch = cfg.per_class.model_dump(), cfg.batch
 
     encoder, encoder_cfg = simclr.load_encoder(encoder_path, rt)
     splits = {}

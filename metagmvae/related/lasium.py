@@ -34,18 +34,18 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
-from metagmvae import checkpoint, plots
-from metagmvae.config import Checker, at_least, non_negative, one_of, positive
+from metagmvae import checkpoint
+from metagmvae.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section, Way
 from metagmvae.data.episodes import EpisodeSet
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, due
@@ -61,50 +61,33 @@ STRATEGIES = ("N", "RO", "OC")
 BN_STATISTICS = ("running", "episode")
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Section):
     """One ``related.<name>`` section's LASIUM hyper-parameters. "paper": the authors' LASIUM-VAE
     ProtoNets scripts (Omniglot / Mini-ImageNet, the latter on 84x84 pixels, not features)."""
 
-    latent: int  # VAE latent dimension d (paper: 20 Omniglot; 512 Mini-ImageNet pixel VAE)
-    vae_hidden: int  # VAE width: conv channels (images) or MLP units (features) (paper: 64 channels)
-    vae_steps: int  # VAE Adam steps before it is frozen (paper: 1000 / 500 epochs of 128 = 188k / 150k)
-    vae_batch: int  # unlabeled items per VAE step (paper: 128)
-    vae_lr: float  # VAE Adam learning rate (paper: 0.001)
-    strategy: str  # in-class sampling: "N" (anchor + noise) | "RO" (towards a random other code) | "OC" (other anchors)
-    sigma: float  # LASIUM-N noise std, latent units (paper's GAN scripts: 0.5 or 1.0)
-    alpha: float  # LASIUM-RO/OC fraction of the way from the anchor to the other code, in (0, 1) (paper: 0.4)
-    epsilon: float  # minimum distance between a task's anchors, and from an anchor to RO's other code (paper: 0)
-    max_tries: int  # prior draws per task (or other code) before sampling gives up with an error
-    way: int  # N classes per generated task (paper: 5)
-    shot: int  # K support members per class (paper: 1)
-    query: int  # Q query members per class (paper: 5)
-    batch: int  # generated tasks per ProtoNet step (paper: 4)
-    steps: int  # ProtoNet Adam steps (paper: 8000 / 60000)
-    lr: float  # ProtoNet Adam learning rate (paper: 0.001)
-    embed_hidden: int  # ProtoNet width: Conv4 channels (images, 64 -> 256-d) or MLP units (features)
-    query_shift: int  # generated query images are shifted by up to this many pixels (official: 5; 0 for features)
-    bn_statistics: str  # the embedding's BatchNorm at test: "running" | "episode" (official: per episode)
-    val_every: int  # ProtoNet steps between validations (and at the last step)
-    val_episodes_per_call: int  # validation episodes embedded together
-    log_every: int  # steps between logged training losses
-    seed: int
-
-
-def _in_open_unit(value) -> str | None:
-    return None if 0 < value < 1 else "must be in (0, 1)"
-
-
-def parse_config(section: Mapping[str, Any], where: str) -> Config:
-    """Validate a LASIUM section (every key required, unknown keys refused)."""
-    check = Checker(section, where)
-    kinds = {"strategy": (str, one_of(*STRATEGIES)), "alpha": (float, _in_open_unit), "way": (int, at_least(2))}
-    kinds |= {k: (float, positive) for k in ("vae_lr", "sigma", "lr")} | {"epsilon": (float, non_negative)}
-    kinds |= {k: (int, non_negative) for k in ("seed", "query_shift")}
-    kinds |= {"bn_statistics": (str, one_of(*BN_STATISTICS))}
-    values = {name: check.get(name, *kinds.get(name, (int, positive))) for name in Config.__dataclass_fields__}
-    check.done()
-    return Config(**values)
+    latent: PositiveInt  # VAE latent dimension d (paper: 20 Omniglot; 512 Mini-ImageNet pixel VAE)
+    vae_hidden: PositiveInt  # VAE width: conv channels (images) or MLP units (features) (paper: 64 channels)
+    vae_steps: PositiveInt  # VAE Adam steps before it is frozen (paper: 1000 / 500 epochs of 128 = 188k / 150k)
+    vae_batch: PositiveInt  # unlabeled items per VAE step (paper: 128)
+    vae_lr: PositiveFloat  # VAE Adam learning rate (paper: 0.001)
+    strategy: Literal[STRATEGIES]  # in-class: "N" (anchor + noise) | "RO" (towards a random code) | "OC" (other anchor)
+    sigma: PositiveFloat  # LASIUM-N noise std, latent units (paper's GAN scripts: 0.5 or 1.0)
+    alpha: Annotated[float, Field(gt=0, lt=1)]  # LASIUM-RO/OC: fraction of the way to the other code (paper: 0.4)
+    epsilon: NonNegativeFloat  # minimum distance between a task's anchors, and to RO's other code (paper: 0)
+    max_tries: PositiveInt  # prior draws per task (or other code) before sampling gives up with an error
+    way: Way  # N classes per generated task (paper: 5)
+    shot: PositiveInt  # K support members per class (paper: 1)
+    query: PositiveInt  # Q query members per class (paper: 5)
+    batch: PositiveInt  # generated tasks per ProtoNet step (paper: 4)
+    steps: PositiveInt  # ProtoNet Adam steps (paper: 8000 / 60000)
+    lr: PositiveFloat  # ProtoNet Adam learning rate (paper: 0.001)
+    embed_hidden: PositiveInt  # ProtoNet width: Conv4 channels (images, 64 -> 256-d) or MLP units (features)
+    query_shift: NonNegativeInt  # generated query images shifted by up to this many pixels (official: 5; features: 0)
+    bn_statistics: Literal[BN_STATISTICS]  # the embedding's BatchNorm at test: "running" | "episode" (official)
+    val_every: PositiveInt  # ProtoNet steps between validations (and at the last step)
+    val_episodes_per_call: PositiveInt  # validation episodes embedded together
+    log_every: PositiveInt  # steps between logged training losses
+    seed: NonNegativeInt
 
 
 # ---------------------------------------------------------------- task generation
@@ -459,7 +442,7 @@ def train(
             best(step, model, predict, "lasium")
             model.embed.train()
     bar.close()
-    best.save(out_path, config=asdict(cfg), item_shape=list(model.item_shape))
+    best.save(out_path, config=cfg.model_dump(), item_shape=list(model.item_shape))
     return {
         "steps": cfg.steps,
         "vae_steps": cfg.vae_steps,
@@ -481,14 +464,13 @@ def predictor(path: Path, rt: Runtime) -> Predictor:
     return nearest_prototype(load_model(path, rt), rt)
 
 
-# ---------------------------------------------------------------- figure
-
-
-def task_figure(model_or_path: Lasium | Path, cfg: Config, rt: Runtime, out_png: Path, tasks: int = 3) -> None:
-    """A PNG of ``tasks`` generated tasks (seeded by ``cfg.seed``), drawn by
-    :func:`metagmvae.plots.generated_tasks_figure`."""
+def sample_tasks(
+    model_or_path: Lasium | Path, cfg: Config, rt: Runtime, tasks: int = 3
+) -> tuple[torch.Tensor, bool, str]:
+    """``tasks`` generated tasks (seeded by ``cfg.seed``) for a figure: the items ``[T, W, M,
+    *item]`` on the CPU, whether they are images, and the generator's name."""
     model = model_or_path if isinstance(model_or_path, Lasium) else load_model(Path(model_or_path), rt)
     gen = rt.generator(cfg.seed)
     with rt.autocast():
-        generated = model.generate(tasks, gen).float().cpu()  # [T, W, M, *item]
-    plots.generated_tasks_figure(generated, model.vae.bernoulli, f"LASIUM-{cfg.strategy}", out_png)
+        generated = model.generate(tasks, gen).float().cpu()
+    return generated, model.vae.bernoulli, f"LASIUM-{cfg.strategy}"

@@ -41,8 +41,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,15 @@ from torch.nn import functional as F
 from torch.nn.utils import skip_init
 
 from metagmvae import checkpoint
-from metagmvae.config import Checker, at_least, fraction, non_negative, positive
+from metagmvae.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Section,
+    Way,
+)
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, due
@@ -68,65 +75,33 @@ MAX_PAIRS = 1 << 18
 memory: a 5-way 50-shot episode has 62,500 pairs of ``2L`` activations)."""
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Section):
     """LEO's hyper-parameters (paper value in brackets: the official README's miniImageNet 1-shot
     / 5-shot table where it gives one, else the official ``config.py`` default; the values are in
     ``related.leo_mini_imagenet{,_5shot}`` of params.yaml and profiles/paper.yaml)."""
 
-    way: int  # classes per training episode [5]
-    train_shot: int  # support examples per class in training episodes [1 or 5: one model per shot]
-    query: int  # query examples per class in training episodes [15]
-    batch: int  # episodes per outer step [12]
-    steps: int  # outer (meta-training) steps [100000]
-    latents: int  # L, size of the latent code [64]
-    inner_steps: int  # gradient steps on the latent codes [5]
-    inner_lr: float  # initial step size of the latent steps, meta-learned per latent dimension [1.0]
-    finetune_steps: int  # gradient steps on the decoded classifier weights [5]
-    finetune_lr: float  # initial step size of the fine-tuning steps, meta-learned per feature [0.001]
-    dropout: float  # probability of dropping an input feature, in training [0.307651 / 0.300299]
-    kl_weight: float  # beta, weight of the latent's KL to N(0, I) [0.756143 / 0.466387]
-    encoder_penalty: float  # gamma, weight of ||stop_grad(z') - z||^2 [5.756821e-6 / 2.661608e-7]
-    l2_penalty: float  # lambda_1, weight of sum(w^2) / 2 over the network weights [3.623413e-10 / 8.540338e-9]
-    orthogonality_penalty: float  # lambda_2, weight of the decoder's orthogonality penalty [0.188103 / 1.523998e-3]
-    lr: float  # Adam's learning rate [2.739071e-4 / 4.102361e-4]
-    clip_value: float  # every gradient element is clipped to [-clip_value, clip_value] first [0.1]
-    clip_norm: float  # then every gradient tensor to this L2 norm [0.1]
-    val_every: int  # validate on the fixed validation episodes every this many steps [1000]
-    log_every: int  # log the mean training terms every this many steps
+    way: Way  # classes per training episode [5]
+    train_shot: PositiveInt  # support examples per class in training episodes [1 or 5: one model per shot]
+    query: PositiveInt  # query examples per class in training episodes [15]
+    batch: PositiveInt  # episodes per outer step [12]
+    steps: PositiveInt  # outer (meta-training) steps [100000]
+    latents: PositiveInt  # L, size of the latent code [64]
+    inner_steps: NonNegativeInt  # gradient steps on the latent codes [5]
+    inner_lr: PositiveFloat  # initial step size of the latent steps, meta-learned per latent dimension [1.0]
+    finetune_steps: NonNegativeInt  # gradient steps on the decoded classifier weights [5]
+    finetune_lr: PositiveFloat  # initial step size of the fine-tuning steps, meta-learned per feature [0.001]
+    dropout: Fraction  # probability of dropping an input feature, in training [0.307651 / 0.300299]
+    kl_weight: NonNegativeFloat  # beta, weight of the latent's KL to N(0, I) [0.756143 / 0.466387]
+    encoder_penalty: NonNegativeFloat  # gamma, weight of ||stop_grad(z') - z||^2 [5.756821e-6 / 2.661608e-7]
+    l2_penalty: NonNegativeFloat  # lambda_1, weight of sum(w^2) / 2 over the weights [3.623413e-10 / 8.540338e-9]
+    orthogonality_penalty: NonNegativeFloat  # lambda_2, the decoder's orthogonality penalty [0.188103 / 1.523998e-3]
+    lr: PositiveFloat  # Adam's learning rate [2.739071e-4 / 4.102361e-4]
+    clip_value: PositiveFloat  # every gradient element is clipped to [-clip_value, clip_value] first [0.1]
+    clip_norm: PositiveFloat  # then every gradient tensor to this L2 norm [0.1]
+    val_every: PositiveInt  # validate on the fixed validation episodes every this many steps [1000]
+    log_every: PositiveInt  # log the mean training terms every this many steps
     normalize: bool  # L2-normalise every feature vector [true: the official data pipeline does]
-    seed: int  # initialisation, training episodes, dropout and sampling
-
-
-def parse_config(section: Mapping[str, Any], where: str) -> Config:
-    """Validate a LEO parameter section; unknown keys are refused."""
-    check = Checker(section, where)
-    cfg = Config(
-        way=check.get("way", int, at_least(2)),
-        train_shot=check.get("train_shot", int, positive),
-        query=check.get("query", int, positive),
-        batch=check.get("batch", int, positive),
-        steps=check.get("steps", int, positive),
-        latents=check.get("latents", int, positive),
-        inner_steps=check.get("inner_steps", int, non_negative),
-        inner_lr=check.get("inner_lr", float, positive),
-        finetune_steps=check.get("finetune_steps", int, non_negative),
-        finetune_lr=check.get("finetune_lr", float, positive),
-        dropout=check.get("dropout", float, fraction),
-        kl_weight=check.get("kl_weight", float, non_negative),
-        encoder_penalty=check.get("encoder_penalty", float, non_negative),
-        l2_penalty=check.get("l2_penalty", float, non_negative),
-        orthogonality_penalty=check.get("orthogonality_penalty", float, non_negative),
-        lr=check.get("lr", float, positive),
-        clip_value=check.get("clip_value", float, positive),
-        clip_norm=check.get("clip_norm", float, positive),
-        val_every=check.get("val_every", int, positive),
-        log_every=check.get("log_every", int, positive),
-        normalize=check.get("normalize", bool),
-        seed=check.get("seed", int, non_negative),
-    )
-    check.done()
-    return cfg
+    seed: NonNegativeInt  # initialisation, training episodes, dropout and sampling
 
 
 @dataclass(frozen=True)
@@ -383,7 +358,7 @@ def train(
                 )
             if due(step, cfg.val_every, cfg.steps):
                 best(step, model, predict, "leo")
-    best.save(out_path, config=asdict(cfg))
+    best.save(out_path, config=cfg.model_dump())
     return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
 
 

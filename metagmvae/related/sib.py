@@ -41,16 +41,24 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
 from metagmvae import checkpoint
-from metagmvae.config import Checker, ConfigError, at_least, fraction, non_negative, one_of, positive
+from metagmvae.config import (
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Section,
+    Way,
+)
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, check_gradients, due
@@ -62,78 +70,40 @@ from metagmvae.tracking import Run
 # Its published results and their sources: metagmvae.paper.published('sib', dataset).
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Section):
     """SIB's ``related.<name>`` hyper-parameters (paper value in brackets: official configs
     ``config/miniImageNet_{1,5}shot.yaml`` and ``main.py``)."""
 
-    way: int  # classes per training episode [5]
-    shot: int  # support examples per class in training episodes [1 or 5: one model per shot]
-    query: int  # query examples per class in training episodes [15]
-    batch: int  # episodes per optimisation step [8]
-    steps: int  # optimisation steps (meta-training iterations) [40000]
-    optimizer: str  # "sgd" (Nesterov) or "adam" [official code: sgd; paper: adam]
-    lr: float  # learning rate of the meta-parameters [0.001]
-    lr_drop_steps: list[
-        int
-    ]  # steps after which the rate is multiplied by lr_drop_factor [paper: epochs 10, 25, 50 of 60]
-    lr_drop_factor: float  # [paper: 0.1]
-    momentum: float  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
-    weight_decay: float  # L2 penalty on all meta-parameters [0.0005]
-    theta_steps: int  # K, synthetic gradient steps on the queries [3]
-    lr_theta: float  # step size of the synthetic gradient steps [0.001: the official code passes the optimiser's lr]
-    dni_hidden: int  # hidden channels per class of the synthetic gradient network [8: 8 W units for W classes]
-    scale: float  # initial scale of the cosine logits [10]
+    way: Way  # classes per training episode [5]
+    shot: PositiveInt  # support examples per class in training episodes [1 or 5: one model per shot]
+    query: PositiveInt  # query examples per class in training episodes [15]
+    batch: PositiveInt  # episodes per optimisation step [8]
+    steps: PositiveInt  # optimisation steps (meta-training iterations) [40000]
+    optimizer: Literal["sgd", "adam"]  # "sgd" (Nesterov) or "adam" [official code: sgd; paper: adam]
+    lr: PositiveFloat  # learning rate of the meta-parameters [0.001]
+    lr_drop_steps: list[PositiveInt]  # rate times lr_drop_factor after these steps [paper: epochs 10, 25, 50 of 60]
+    lr_drop_factor: Annotated[float, Field(gt=0, le=1)]  # [paper: 0.1]
+    momentum: Fraction  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
+    weight_decay: NonNegativeFloat  # L2 penalty on all meta-parameters [0.0005]
+    theta_steps: NonNegativeInt  # K, synthetic gradient steps on the queries [3]
+    lr_theta: PositiveFloat  # step size of the synthetic gradient steps [0.001: the official code passes the lr]
+    dni_hidden: PositiveInt  # hidden channels per class of the synthetic gradient network [8: 8 W units for W classes]
+    scale: PositiveFloat  # initial scale of the cosine logits [10]
     normalize: bool  # L2-normalise the support features before the class means [true]
-    val_every: int  # validate on the fixed validation episodes every this many steps [1000]
-    log_every: int  # log the training loss and accuracy every this many steps
-    seed: int  # model initialisation and training episodes
+    val_every: PositiveInt  # validate on the fixed validation episodes every this many steps [1000]
+    log_every: PositiveInt  # log the training loss and accuracy every this many steps
+    seed: NonNegativeInt  # model initialisation and training episodes
 
-
-def _drop_steps(steps):
-    """Strictly increasing integers in ``[1, steps)`` (possibly none)."""
-
-    def check(value) -> str | None:
-        ok = all(isinstance(v, int) and not isinstance(v, bool) for v in value)
-        if ok and value == sorted(set(value)) and all(isinstance(steps, int) and 1 <= v < steps for v in value):
-            return None
-        return f"must be strictly increasing integers in [1, steps = {steps})"
-
-    return check
-
-
-def _in_unit_interval(value) -> str | None:
-    return None if 0 < value <= 1 else "must be in (0, 1]"
-
-
-def parse_config(section: Mapping[str, Any], where: str) -> Config:
-    """Validate a ``related.<name>`` section (without its shared keys); unknown keys are refused."""
-    check = Checker(section, where)
-    cfg = Config(
-        way=check.get("way", int, at_least(2)),
-        shot=check.get("shot", int, positive),
-        query=check.get("query", int, positive),
-        batch=check.get("batch", int, positive),
-        steps=check.get("steps", int, positive),
-        optimizer=check.get("optimizer", str, one_of("sgd", "adam")),
-        lr=check.get("lr", float, positive),
-        lr_drop_steps=check.get("lr_drop_steps", list, _drop_steps(check.cfg.get("steps"))),
-        lr_drop_factor=check.get("lr_drop_factor", float, _in_unit_interval),
-        momentum=check.get("momentum", float, fraction),
-        weight_decay=check.get("weight_decay", float, non_negative),
-        theta_steps=check.get("theta_steps", int, non_negative),
-        lr_theta=check.get("lr_theta", float, positive),
-        dni_hidden=check.get("dni_hidden", int, positive),
-        scale=check.get("scale", float, positive),
-        normalize=check.get("normalize", bool),
-        val_every=check.get("val_every", int, positive),
-        log_every=check.get("log_every", int, positive),
-        seed=check.get("seed", int, non_negative),
-    )
-    check.done()
-    if cfg.optimizer == "sgd" and cfg.momentum == 0:
-        raise ConfigError(f"{where}.momentum = 0.0: Nesterov SGD needs momentum > 0")
-    return cfg
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.optimizer == "sgd" and self.momentum == 0:
+            raise ValueError(f"momentum = {self.momentum}: Nesterov SGD needs momentum > 0")
+        drops = self.lr_drop_steps
+        if drops != sorted(set(drops)) or any(step >= self.steps for step in drops):
+            raise ValueError(
+                f"lr_drop_steps = {drops}: must be strictly increasing integers in [1, steps = {self.steps})"
+            )
+        return self
 
 
 def cosine_logits(query: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
@@ -235,7 +205,7 @@ class SIB(nn.Module):
 
 
 def build_model(cfg: Config | Mapping[str, Any], features: int) -> SIB:
-    c = cfg if isinstance(cfg, Mapping) else asdict(cfg)
+    c = cfg if isinstance(cfg, Mapping) else cfg.model_dump()
     return SIB(features, c["dni_hidden"], c["theta_steps"], c["lr_theta"], c["scale"], c["normalize"])
 
 
@@ -306,7 +276,7 @@ def train(
                 bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
             if due(step, cfg.val_every, cfg.steps):
                 best(step, model, model_predictor(model), "sib")
-    best.save(out_path, config=asdict(cfg))
+    best.save(out_path, config=cfg.model_dump())
     return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import yaml
-from conftest import REPO
+from conftest import REPO, expanded_stages
 
 
 def make_project(root: Path, params: dict, files: dict[str, Path]) -> Path:
@@ -31,10 +32,18 @@ def stage_env(**extra: str) -> dict[str, str]:
     return env
 
 
-def start_stage(project: Path, script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    """``python stages/<script>.py <args>`` running in ``project``."""
+def stage_command(project: Path, stage: str) -> list[str]:
+    """The command dvc.yaml runs for ``stage`` (e.g. ``metatrain@omniglot_5way``) with the
+    project's parameters, its script taken from the repository."""
+    params = yaml.safe_load((project / "params.yaml").read_text())
+    _, script, *args = shlex.split(expanded_stages(params)[stage]["cmd"])
+    return [sys.executable, str(REPO / script), *args]
+
+
+def start_stage(project: Path, stage: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """The dvc.yaml command of ``stage`` running in ``project``."""
     return subprocess.Popen(
-        [sys.executable, str(REPO / "stages" / f"{script}.py"), *args],
+        stage_command(project, stage),
         cwd=project,
         env=env or stage_env(),
         stdout=subprocess.PIPE,

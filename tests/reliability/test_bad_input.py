@@ -8,8 +8,9 @@ from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT
 
 from metagmvae.config import ConfigError
 from metagmvae.data.hdf5 import StoreError
-from metagmvae.pipeline import augment, episodes, evaluate, metatrain
+from metagmvae.pipeline import augment, episodes, metatrain
 from metagmvae.profile import load_profile, merge
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -21,6 +22,10 @@ def episode_params(**test):
     return params
 
 
+EPISODES = parse_section(episode_params(), "episodes", "omniglot")
+AUGMENT = parse_section(PARAMS, "augment", "omniglot")
+
+
 @pytest.mark.parametrize(
     "test,match",
     [
@@ -30,7 +35,8 @@ def episode_params(**test):
             r"the 20 instances per class",
         ),
         ({"ways": [17]}, r"episodes.omniglot.test \(17-way 1-shot\): way=17 is larger than the 16 classes"),
-        ({"ways": [0]}, r"episodes.omniglot.test.ways = \[0\]: must be a non-empty list of integers > 0"),
+        ({"ways": [0]}, r"episodes.omniglot.test.ways.0 = 0: must be > 0"),
+        ({"shots": []}, r"episodes.omniglot.test.shots = \[\]: must have at least 1 item"),
         ({"episodes": -3}, r"episodes.omniglot.test.episodes = -3: must be > 0"),
         ({"shot": [1]}, r"episodes.omniglot.test: unknown key\(s\) \['shot'\]"),
     ],
@@ -38,7 +44,7 @@ def episode_params(**test):
 def test_impossible_episode_params(store, tmp_path, test, match):
     out = tmp_path / "episodes.h5"
     with pytest.raises((ValueError, ConfigError), match=match):
-        episodes.run("omniglot", episode_params(**test), store, out)
+        episodes.run("omniglot", parse_section(episode_params(**test), "episodes", "omniglot"), store, out)
     assert list(tmp_path.iterdir()) == []  # nothing written, no temporary left behind
 
 
@@ -49,37 +55,29 @@ def test_split_that_does_not_match_the_archives(tiny_sources, tmp_path):
         (raw / name).write_bytes((tiny_sources / name).read_bytes())
     params = copy.deepcopy(PARAMS)  # 1200 / 100 / 323 against 20 characters
     with pytest.raises(ValueError, match="split sizes .* sum to 1623, but the archives hold 20 characters"):
-        augment.run(params, raw, tmp_path)
+        augment.run(parse_section(params, "augment", "omniglot"), raw, tmp_path / "o.h5", tmp_path / "split.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["raw"]
 
 
 def test_missing_inputs_are_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=f"{tmp_path / 'raw'}: no .zip archives"):
-        augment.run(copy.deepcopy(PARAMS), tmp_path / "raw", tmp_path)
+        augment.run(AUGMENT, tmp_path / "raw", tmp_path / "o.h5", tmp_path / "s.json")
     with pytest.raises(StoreError, match="missing.h5: file not found"):
-        episodes.run("omniglot", episode_params(), tmp_path / "missing.h5", tmp_path / "e.h5")
+        episodes.run("omniglot", EPISODES, tmp_path / "missing.h5", tmp_path / "e.h5")
 
 
 def test_truncated_store_is_named(store, tmp_path):
     bad = tmp_path / "omniglot.h5"
     bad.write_bytes(store.read_bytes()[:5000])
     with pytest.raises(StoreError, match="omniglot.h5: not a readable HDF5 file"):
-        episodes.run("omniglot", episode_params(), bad, tmp_path / "e.h5")
+        episodes.run("omniglot", EPISODES, bad, tmp_path / "e.h5")
     assert not (tmp_path / "e.h5").exists()
 
 
 def run_metatrain(params, store, folder):
-    metatrain.run(
-        "omniglot_5way",
-        params,
-        store,
-        folder / "episodes.h5",
-        folder / "model",
-        folder / "plots",
-        folder / "curves",
-        folder / "metrics.json",
-        folder / "resume",
-    )
+    out = metatrain.Outputs(folder / "model", folder / "plots", folder / "t.csv", folder / "v.csv", folder / "m.json")
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
+    metatrain.run("omniglot_5way", cfg, store, folder / "episodes.h5", out, folder / "resume")
 
 
 @pytest.mark.parametrize(
@@ -88,6 +86,8 @@ def run_metatrain(params, store, folder):
         ({"lr": -1.0}, r"metatrain.omniglot_5way.lr = -1.0: must be > 0"),
         ({"batch": 0}, r"metatrain.omniglot_5way.batch = 0: must be > 0"),
         ({"steps": "many"}, r"metatrain.omniglot_5way.steps = 'many': expected int"),
+        ({"fix_pi": 1}, r"metatrain.omniglot_5way.fix_pi = 1: expected bool"),
+        ({"batch": 2.0}, r"metatrain.omniglot_5way.batch = 2.0: expected int"),
         ({"device": "tpu"}, r"metatrain.omniglot_5way.device = 'tpu': must be one of \['auto', 'cpu', 'cuda'\]"),
         (
             {"dataset": "cifar"},
@@ -123,20 +123,20 @@ def test_cuda_requested_without_a_gpu(store, tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "change,match",
     [
-        ({"models": {"omniglot_5way": [0]}}, r"evaluate.omniglot.models.omniglot_5way = \[0\]: must be a non-empty"),
+        ({"models": {"omniglot_5way": [0]}}, r"evaluate.omniglot.models.omniglot_5way.0 = 0: must be > 0"),
+        ({"models": {}}, r"evaluate.omniglot.models = \{\}: must have at least 1 item"),
         (
             {"baselines": ["knn"]},
-            r"evaluate.omniglot.baselines = \['knn'\]: must be drawn from \['logistic_regression', 'pixel_1nn'\]",
+            r"evaluate.omniglot.baselines.0 = 'knn': must be one of \['pixel_1nn', 'logistic_regression'\]",
         ),
-        ({"samples": 0}, r"evaluate.omniglot.samples = 0: must be > 0"),
+        ({"test_samples": 0}, r"evaluate.omniglot.test_samples = 0: must be > 0"),
     ],
 )
-def test_bad_evaluate_params(store, tmp_path, change, match):
+def test_bad_evaluate_params(change, match):
     params = copy.deepcopy(PARAMS)
     params["evaluate"]["omniglot"].update(change)
     with pytest.raises(ConfigError, match=match):
-        evaluate.run("omniglot", params, store, tmp_path / "e.h5", tmp_path, tmp_path / "m.json", tmp_path / "p")
-    assert sorted(tmp_path.iterdir()) == []
+        parse_section(params, "evaluate", "omniglot")
 
 
 def test_whole_file_validation_reports_every_problem_with_key_and_value(tmp_path, capsys):
@@ -182,12 +182,12 @@ def test_a_stage_refuses_a_bad_later_section_before_any_work(store, tmp_path):
 
     params = copy.deepcopy(PARAMS)
     params["augment"]["omniglot"]["split"] = TINY_SPLIT
-    params["evaluate"]["omniglot"]["sample"] = 32  # typo of `samples`
+    params["evaluate"]["omniglot"]["test_sample"] = 32  # typo of `test_samples`
     project = make_project(tmp_path / "p", params, {"data/omniglot/omniglot.h5": store})
-    proc = start_stage(project, "metatrain", "omniglot_5way")
+    proc = start_stage(project, "metatrain@omniglot_5way")
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 1
-    assert "evaluate.omniglot: unknown key(s) ['sample']" in out
+    assert "evaluate.omniglot: unknown key(s) ['test_sample']" in out
     assert sorted(p.name for p in project.iterdir()) == ["data", "params.yaml"]  # no models, .resume, metrics
 
 
@@ -198,7 +198,37 @@ def test_missing_source_is_named_and_nothing_is_written(tmp_path):
     params = copy.deepcopy(PARAMS)
     params["download"]["mini_imagenet"]["sources"] = [str(tmp_path / "nowhere")]
     with pytest.raises(SourceError, match=rf"{tmp_path / 'nowhere'}: .*source folder not found"):
-        download.run("mini_imagenet", params, tmp_path / "raw", tmp_path)
+        download.run(parse_section(params, "download", "mini_imagenet"), tmp_path / "raw", tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    with pytest.raises(ConfigError, match=r"download: unknown dataset 'cifar'; expected one of"):
-        download.run("cifar", params, tmp_path / "raw", tmp_path)
+    with pytest.raises(ConfigError, match=r"params.yaml: missing section 'download.cifar'"):
+        parse_section(params, "download", "cifar")
+
+
+def test_the_download_stage_names_a_modified_archive_in_one_message_without_a_traceback(tiny_sources, tmp_path):
+    import subprocess
+
+    from conftest import TINY_CHARACTERS, tiny_members, write_zip
+    from stage_runs import make_project, stage_command, stage_env
+
+    from metagmvae.data import omniglot
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    members = tiny_members("images_background.zip", 12)
+    members[5] = (members[5][0], members[5][1][:-12] + bytes(12))  # same size, different bytes
+    write_zip(mirror / "images_background.zip", members)
+    (mirror / "images_evaluation.zip").write_bytes((tiny_sources / "images_evaluation.zip").read_bytes())
+    params = copy.deepcopy(PARAMS)
+    params["download"]["omniglot"]["sources"] = [str(mirror)]
+    params["download"]["omniglot"]["archives"] = {
+        name: {"characters": chars, "content_sha256": omniglot.verify_archive(tiny_sources / name).content_sha256}
+        for name, chars in TINY_CHARACTERS.items()
+    }
+    project = make_project(tmp_path / "p", params, {})
+    proc = subprocess.run(
+        stage_command(project, "download@omniglot"), cwd=project, env=stage_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith("download.py: error: images_background.zip: no source gave a valid copy:\n")
+    assert f"  {mirror}/images_background.zip: content digest " in proc.stderr  # the source file, named once
+    assert ".tmp" not in proc.stderr and sorted(p.name for p in project.iterdir()) == ["params.yaml"]

@@ -14,6 +14,7 @@ from conftest import REPO
 from stage_runs import finish, make_project, stage_env, start_stage, tree_bytes
 
 from metagmvae.pipeline import episodes
+from metagmvae.validate import parse_section
 
 STEPS, LOG_EVERY = 12, 2
 BARRIER_CODE = Path(__file__).parent / "barrier"  # its sitecustomize.py holds both runs until both have started
@@ -22,7 +23,7 @@ BARRIER_CODE = Path(__file__).parent / "barrier"  # its sitecustomize.py holds b
 @pytest.fixture(scope="module")
 def omniglot_files(store, pipeline_params, tmp_path_factory) -> dict:
     eps = tmp_path_factory.mktemp("eps") / "episodes.h5"
-    episodes.run("omniglot", copy.deepcopy(pipeline_params), store, eps)
+    episodes.run("omniglot", parse_section(pipeline_params, "episodes", "omniglot"), store, eps)
     return {"data/omniglot/omniglot.h5": store, "data/omniglot/episodes.h5": eps}
 
 
@@ -51,7 +52,7 @@ def test_two_concurrent_runs_are_both_complete_and_independent(omniglot_files, p
         seed: make_project(tmp_path / f"seed{seed}", model_params(pipeline_params, seed), omniglot_files)
         for seed in (0, 1)
     }
-    procs = [start_stage(project, "metatrain", "omniglot_5way", env=env) for project in projects.values()]
+    procs = [start_stage(project, "metatrain@omniglot_5way", env=env) for project in projects.values()]
     for proc in procs:  # both wait at the barrier, then race for the new store
         finish(proc)
     spans = [json.loads(p.read_text()) for p in sorted(barrier.glob("*.json"))]
@@ -72,7 +73,7 @@ def test_two_concurrent_runs_are_both_complete_and_independent(omniglot_files, p
 
     # each project's outputs are exactly those of the same run alone, untracked
     alone = make_project(tmp_path / "alone", model_params(pipeline_params, 0), omniglot_files)
-    finish(start_stage(alone, "metatrain", "omniglot_5way"))
+    finish(start_stage(alone, "metatrain@omniglot_5way"))
     folder = ("models", "omniglot", "omniglot_5way")
     assert tree_bytes(projects[0].joinpath(*folder)) == tree_bytes(alone.joinpath(*folder))
     assert tree_bytes(projects[0].joinpath(*folder)) != tree_bytes(projects[1].joinpath(*folder))

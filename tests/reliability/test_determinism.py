@@ -17,10 +17,9 @@ from stage_runs import stage_env, tree_bytes
 
 from metagmvae.data.stores import load_split
 from metagmvae.pipeline import augment, episodes, evaluate, extract
-from metagmvae.pipeline.metatrain import train_config
-from metagmvae.runtime import make_runtime
 from metagmvae.tracking import Run
 from metagmvae.train import train
+from metagmvae.validate import parse_section
 
 
 def omniglot_chain(params: dict, tiny_sources, out) -> None:
@@ -29,17 +28,19 @@ def omniglot_chain(params: dict, tiny_sources, out) -> None:
     raw.mkdir(parents=True)
     for name in TINY_CHARACTERS:
         (raw / name).write_bytes((tiny_sources / name).read_bytes())
-    augment.run(params, raw, out)
     store = out / "omniglot.h5"
-    sets = episodes.run("omniglot", params, store, out / "episodes.h5")
-    cfg = train_config(params, "omniglot_5way")
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
+    augment.run(parse_section(params, "augment", "omniglot"), raw, store, out / "split.json")
+    sets = episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, out / "episodes.h5")
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
+    rt = cfg.runtime(convolutional=True)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
     val_eps = {shot: sets[("val", 5, shot)] for shot in cfg.val_shots}
     models = out / "models"
     train(cfg, rt, pool, val, val_eps, models / "omniglot_5way", out / "resume", Run(None), progress=False)
-    evaluate.run("omniglot", params, store, out / "episodes.h5", models, out / "metrics.json", out / "plots")
+    plots = out / "plots"
+    outputs = evaluate.Outputs(out / "metrics.json", plots / "a.png", plots / "e.png", plots / "accuracy_by_shot.csv")
+    evaluate.run("omniglot", parse_section(params, "evaluate", "omniglot"), store, out / "episodes.h5", models, outputs)
 
 
 def chain_in_a_new_process(params: dict, tiny_sources, out) -> None:
@@ -87,8 +88,7 @@ def test_omniglot_chain_twice_gives_identical_bytes(pipeline_params, tiny_source
 def test_feature_store_twice_gives_identical_bytes(mini_store, pipeline_params, tmp_path):
     images, encoder = mini_store / "raw" / "images.h5", mini_store / "simclr" / "simclr.pt"
     for name in ("a.h5", "b.h5"):
-        extract.run(
-            "mini_imagenet", copy.deepcopy(pipeline_params), images, encoder, tmp_path / name, tmp_path / f"{name}.json"
-        )
+        cfg = parse_section(pipeline_params, "extract", "mini_imagenet")
+        extract.run("mini_imagenet", cfg, images, encoder, tmp_path / name, tmp_path / f"{name}.json")
     assert (tmp_path / "a.h5").read_bytes() == (tmp_path / "b.h5").read_bytes()
     assert (tmp_path / "a.h5").read_bytes() == (mini_store / "mini_imagenet.h5").read_bytes()

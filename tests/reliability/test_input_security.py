@@ -18,6 +18,7 @@ from metagmvae.data import mini_imagenet, omniglot
 from metagmvae.data.sources import SourceError
 from metagmvae.io import sha256_file
 from metagmvae.pipeline import download
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 PNG = tiny_members("images_background.zip", 1)[0][1]
@@ -51,7 +52,7 @@ def test_download_stage_refuses_a_zip_slip_archive_and_writes_nothing(tmp_path):
     params["download"]["omniglot"]["sources"] = [str(source)]
     work = tmp_path / "work"
     with pytest.raises(SourceError, match=r"unsafe member name 'images_background/../../../evil.png'"):
-        download.run("omniglot", params, work / "raw", tmp_path)
+        download.run(parse_section(params, "download", "omniglot"), work / "raw", tmp_path)
     assert list(work.iterdir()) == [] and not (tmp_path / "evil.png").exists()
 
 

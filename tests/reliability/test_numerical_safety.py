@@ -15,9 +15,9 @@ from metagmvae import checkpoint, em, simclr, train
 from metagmvae.data.stores import load_split
 from metagmvae.loop import NonFiniteLossError
 from metagmvae.pipeline import episodes, pretrain
-from metagmvae.pipeline.metatrain import train_config
 from metagmvae.runtime import make_runtime
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -27,9 +27,10 @@ def setup(store, tmp_path_factory):
     params = copy.deepcopy(PARAMS)
     params["episodes"]["omniglot"]["val"] = {"episodes": 2, "ways": [5], "shots": [1]}
     params["episodes"]["omniglot"]["test"] = {"episodes": 2, "ways": [5], "shots": [1]}
-    sets = episodes.run("omniglot", params, store, tmp_path_factory.mktemp("eps") / "episodes.h5")
+    eps_path = tmp_path_factory.mktemp("eps") / "episodes.h5"
+    sets = episodes.run("omniglot", parse_section(params, "episodes", "omniglot"), store, eps_path)
     params["metatrain"]["omniglot_5way"].update(TINY_TRAINING, steps=8, val_shots=[1], checkpoint_every=3)
-    cfg = train_config(params, "omniglot_5way")
+    cfg = parse_section(params, "metatrain", "omniglot_5way")
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1)
     val = torch.from_numpy(load_split("omniglot", "val", store))
     return cfg, make_runtime("cpu", "fp32", False, convolutional=True), pool, val, {1: sets[("val", 5, 1)]}
@@ -81,8 +82,9 @@ def test_simclr_non_finite_loss_names_the_step(tiny_mini_packed, mini_store, tmp
 
     monkeypatch.setattr(simclr, "nt_xent", nt_xent)
     with pytest.raises(NonFiniteLossError, match=r"step 3: NT-Xent loss is not finite"):
+        cfg = parse_section(params, "pretrain", "mini_imagenet")
         pretrain.run(
-            "mini_imagenet", params, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m.json", tmp_path
+            "mini_imagenet", cfg, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m.json", tmp_path
         )
     assert not (tmp_path / "s").exists() and not (tmp_path / "m.json").exists()
 

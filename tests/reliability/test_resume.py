@@ -11,6 +11,7 @@ from stage_runs import finish, kill_when, make_project, start_stage, tree_bytes
 
 from metagmvae import checkpoint
 from metagmvae.pipeline import episodes
+from metagmvae.validate import parse_section
 
 STEPS = 60
 
@@ -18,7 +19,7 @@ STEPS = 60
 @pytest.fixture(scope="module")
 def omniglot_files(store, pipeline_params, tmp_path_factory) -> dict:
     eps = tmp_path_factory.mktemp("eps") / "episodes.h5"
-    episodes.run("omniglot", copy.deepcopy(pipeline_params), store, eps)
+    episodes.run("omniglot", parse_section(pipeline_params, "episodes", "omniglot"), store, eps)
     return {"data/omniglot/omniglot.h5": store, "data/omniglot/episodes.h5": eps}
 
 
@@ -41,17 +42,17 @@ def metatrain_outputs(project) -> dict[str, bytes]:
 def test_metatrain_killed_and_restarted_ends_with_the_uninterrupted_bytes(omniglot_files, pipeline_params, tmp_path):
     params = metatrain_params(pipeline_params)
     whole = make_project(tmp_path / "whole", params, omniglot_files)
-    finish(start_stage(whole, "metatrain", "omniglot_5way"))
+    finish(start_stage(whole, "metatrain@omniglot_5way"))
 
     killed = make_project(tmp_path / "killed", params, omniglot_files)
-    proc = start_stage(killed, "metatrain", "omniglot_5way")
+    proc = start_stage(killed, "metatrain@omniglot_5way")
     kill_when(proc, lambda: any((killed / ".resume").glob("*/state.pt")))
     (state_path,) = (killed / ".resume").glob("*/state.pt")
     state = checkpoint.load(state_path)  # the file on disk is complete, never half-written
     assert 0 < state["step"] < STEPS and (state["step"] % 7 == 0 or state["step"] % 25 == 0)
     assert not (killed / "models" / "omniglot" / "omniglot_5way").exists(), "no final output from a killed run"
 
-    output = finish(start_stage(killed, "metatrain", "omniglot_5way"))
+    output = finish(start_stage(killed, "metatrain@omniglot_5way"))
     assert metatrain_outputs(killed) == metatrain_outputs(whole)
     assert not any((killed / ".resume").iterdir()), "resume state is removed once finished"
     assert f"resuming omniglot_5way from step {state['step']}" in output
@@ -69,10 +70,10 @@ def test_simclr_killed_mid_epoch_and_restarted_ends_with_the_uninterrupted_bytes
     # 100 images at batch 20: 5 steps per epoch, a checkpoint every 3 steps lands mid-epoch
     params["pretrain"]["mini_imagenet"].update(epochs=3, batch=20, checkpoint_every=3)
     whole = make_project(tmp_path / "whole", params, simclr_files)
-    finish(start_stage(whole, "pretrain", "mini_imagenet"))
+    finish(start_stage(whole, "pretrain"))
 
     killed = make_project(tmp_path / "killed", params, simclr_files)
-    proc = start_stage(killed, "pretrain", "mini_imagenet")
+    proc = start_stage(killed, "pretrain")
 
     def mid_epoch_state() -> bool:
         found = list((killed / ".resume").glob("*/state.pt"))
@@ -84,7 +85,7 @@ def test_simclr_killed_mid_epoch_and_restarted_ends_with_the_uninterrupted_bytes
     assert 0 < step < 15
     assert not (killed / "models" / "mini_imagenet" / "simclr").exists()
 
-    output = finish(start_stage(killed, "pretrain", "mini_imagenet"))
+    output = finish(start_stage(killed, "pretrain"))
     assert f"resuming simclr from step {step}" in output
     folder = ("models", "mini_imagenet", "simclr")
     assert tree_bytes(killed.joinpath(*folder)) == tree_bytes(whole.joinpath(*folder))

@@ -2,13 +2,13 @@
 Omniglot 5-way paper profile for a fixed wall-clock budget, test the best checkpoints on the
 fixed test episodes, and leave everything a later call needs in one folder.
 
-    python -m metagmvae.device_run --out OUT [--previous PREV] [--budget-minutes 6]
+    python -m metagmvae.tools.device_run --out OUT [--previous PREV] [--budget-minutes 6]
 
-Needs only torch, numpy, h5py and this package: no DVC, no MLflow (tracking is off). The data
-are the Omniglot store and episode file of ``dvc repro episodes@omniglot`` (``--store``,
+Needs only torch, numpy, h5py, pydantic and this package: no DVC, no MLflow (tracking is off).
+The data are the Omniglot store and episode file of ``dvc repro episodes@omniglot`` (``--store``,
 ``--episodes``). ``OUT`` receives, at most two folders down (what the device tool returns):
 
-* ``bench-<device>.json``: ``python -m metagmvae.bench`` on this machine (``--bench-cases``);
+* ``bench-<device>.json``: ``python -m metagmvae.tools.bench`` on this machine (``--bench-cases``);
 * ``resume/omniglot_5way-<fingerprint>/``: the training state (model, Adam, RNG states, history,
   step) and the best checkpoint per validation shot so far, as :func:`metagmvae.train.train`
   keeps them;
@@ -31,18 +31,17 @@ from pathlib import Path
 
 import torch
 
-from metagmvae import bench, checkpoint
-from metagmvae.config import load_params
 from metagmvae.data.episodes import episode_key, read_episodes
-from metagmvae.data.stores import load_split, store_path
-from metagmvae.evaluate import model_accuracies, summarize
+from metagmvae.data.stores import load_split
+from metagmvae.evaluate import summarize
 from metagmvae.io import project_root, read_json, write_json
-from metagmvae.pipeline.evaluate import eval_config
-from metagmvae.pipeline.metatrain import train_config
-from metagmvae.profile import apply_sets, load_profile, merge
-from metagmvae.runtime import make_runtime
+from metagmvae.models.trained import best_checkpoint_name, checkpoint_for, load_model
+from metagmvae.pipeline.evaluate import test_accuracies
+from metagmvae.profile import profiled_params
+from metagmvae.tools import bench
 from metagmvae.tracking import Run
-from metagmvae.train import checkpoint_for, load_model, resume_folder, train
+from metagmvae.train import resume_folder, train
+from metagmvae.validate import parse_section
 
 MODEL = "omniglot_5way"
 TEST_SHOTS = (1, 5)
@@ -56,8 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", default="paper")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
     parser.add_argument("--params", type=Path, default=project_root() / "params.yaml")
-    parser.add_argument("--store", type=Path, default=project_root() / store_path("omniglot"))
-    parser.add_argument("--episodes", type=Path, help="default: episodes.h5 beside the store")
+    parser.add_argument("--store", type=Path, required=True, help="the Omniglot store (augment stage)")
+    parser.add_argument("--episodes", type=Path, required=True, help="its episode file (episodes@omniglot)")
     parser.add_argument("--bench-cases", default="omniglot_5way,omniglot_20way,mini_imagenet_5way,simclr")
     parser.add_argument("--bench-variants", default="auto,fp32")
     parser.add_argument("--official", type=Path, help="a checkout of db-Lee/Meta-GMVAE for the bench")
@@ -70,20 +69,17 @@ def main(argv: list[str] | None = None) -> None:
             if (args.previous / folder).is_dir():
                 shutil.copytree(args.previous / folder, args.out / folder, dirs_exist_ok=True)
 
-    params = load_params(args.params)
-    if args.profile:
-        params = merge(params, load_profile(args.profile))
-    params = apply_sets(params, args.sets)
-    cfg, ecfg = train_config(params, MODEL), eval_config(params, "omniglot")
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
-    cfg = type(cfg)(**{**vars(cfg), "precision": rt.precision, "channels_last": rt.channels_last})
+    params = profiled_params(args.params, args.profile, args.sets)
+    cfg, ecfg = parse_section(params, "metatrain", MODEL), parse_section(params, "evaluate", "omniglot")
+    rt = cfg.runtime(convolutional=True)
+    cfg = cfg.as_run_with(rt)
 
     if not args.no_bench:
         bench_argv = ["--cases", args.bench_cases, "--variants", args.bench_variants]
         bench_argv += ["--out", str(args.out / f"bench-{rt.device.type}.json")]
         bench.main(bench_argv + (["--official", str(args.official)] if args.official else []))
 
-    episodes_path = args.episodes or args.store.parent / "episodes.h5"
+    episodes_path = args.episodes
     pool = torch.from_numpy(load_split("omniglot", "train", args.store)).flatten(0, 1).to(rt.device)
     val = torch.from_numpy(load_split("omniglot", "val", args.store)).to(rt.device)
     val_episodes = {s: read_episodes(episodes_path, "val", cfg.way, s) for s in cfg.val_shots}
@@ -95,11 +91,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"training: {time.perf_counter() - tick:.0f} s this call", flush=True)
 
     # the best checkpoints so far: in the finished model folder, else beside the resume state
-    state_dir = resume_folder(cfg, model_dir, resume_root)
-    state = checkpoint.load(state_dir / "state.pt") if summary is None else None
+    resume = resume_folder(cfg, model_dir, resume_root)
+    state = resume.peek() if summary is None else None
     history = state["history"] if state else read_json(model_dir / "history.json")
     test = torch.from_numpy(load_split("omniglot", "test", args.store)).to(rt.device)
-    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=True)
+    erl = ecfg.runtime(convolutional=True)
     metrics = {
         "model": MODEL,
         "profile": args.profile,
@@ -113,15 +109,16 @@ def main(argv: list[str] | None = None) -> None:
     }
     for shot in TEST_SHOTS:
         selected = shot if shot in cfg.val_shots else cfg.val_shots[0]
-        best = checkpoint_for(model_dir, shot) if summary else state_dir / f"best_{selected}shot.pt"
+        best = checkpoint_for(model_dir, shot) if summary else resume.path / best_checkpoint_name(selected)
         if not best.exists():
             continue  # no validation has run yet
         model, train_cfg = load_model(best, erl)
         with erl.autocast():
             tokens = model.encode(test)
         eps = read_episodes(episodes_path, "test", cfg.way, shot)
-        accs = model_accuracies(model, erl, tokens, eps, ecfg.samples, ecfg.em_iters, ecfg.episodes_per_call, ecfg.seed)
-        metrics["test"][episode_key(cfg.way, shot)] = summarize(accs) | {"checkpoint": best.name}
+        metrics["test"][episode_key(cfg.way, shot)] = summarize(test_accuracies(model, tokens, eps, ecfg, erl)) | {
+            "checkpoint": best.name
+        }
         print(f"test {episode_key(cfg.way, shot)}: {metrics['test'][episode_key(cfg.way, shot)]}", flush=True)
     write_json(args.out / "metrics.json", metrics)
     write_json(args.out / "history.json", history)

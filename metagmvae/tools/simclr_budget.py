@@ -1,8 +1,9 @@
 """What a SimCLR encoder is worth against its pre-training compute: one pre-training run,
 snapshots at fixed training minutes, LR(SimCLR) on the fixed test episodes for each.
 
-    python -m metagmvae.simclr_budget --minutes 2 5 10 20 --out benchmarks/simclr_budget/base
-    python -m metagmvae.simclr_budget --set pretrain.mini_imagenet.image_size=42 \\
+    python -m metagmvae.tools.simclr_budget --images data/mini_imagenet/raw/images.h5 \\
+        --episodes data/mini_imagenet/episodes.h5 --minutes 2 5 10 20 --out benchmarks/simclr_budget/base
+    python -m metagmvae.tools.simclr_budget ... --set pretrain.mini_imagenet.image_size=42 \\
         --set pretrain.mini_imagenet.blocks=4 --minutes 2 5 10 --out benchmarks/simclr_budget/px42
 
 Pre-trains ``pretrain.mini_imagenet`` of ``params.yaml`` (a profile and ``--set`` overrides
@@ -12,7 +13,7 @@ the weights when the training clock (steps only) passes each mark, plus the untr
 enough to reach it) or at the end of its schedule, whichever comes first. Each snapshot then encodes the test split
 and the first ``--stats-per-class`` images of every training class (for the standardisation
 statistics) and scores the paper's LR(SimCLR) baseline on the fixed 5-way 1- and 5-shot test
-episodes (``data/mini_imagenet/episodes.h5``, 1000 each). Writes ``<out>.json``.
+episodes (``--episodes``, the episodes@mini_imagenet output, 1000 each). Writes ``<out>.json``.
 """
 
 from __future__ import annotations
@@ -27,18 +28,16 @@ import torch
 
 from metagmvae import checkpoint, simclr
 from metagmvae.baselines import logistic_regression
-from metagmvae.bench import machine
-from metagmvae.config import load_params
 from metagmvae.data import mini_imagenet
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import project_root, write_json
-from metagmvae.pipeline.extract import encode_images, extract_config
-from metagmvae.pipeline.pretrain import pretrain_config
+from metagmvae.pipeline.extract import encode_images
 from metagmvae.pretrain import pretrain
-from metagmvae.profile import apply_sets, load_profile, merge
-from metagmvae.runtime import make_runtime
+from metagmvae.profile import profiled_params
+from metagmvae.tools.bench import machine
 from metagmvae.tracking import Run
+from metagmvae.validate import parse_section
 
 TEST_SHOTS = (1, 5)
 
@@ -54,22 +53,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 20])
     parser.add_argument("--stats-per-class", type=int, default=100)
     parser.add_argument("--params", type=Path, default=project_root() / "params.yaml")
-    parser.add_argument("--data", type=Path, default=project_root() / "data" / "mini_imagenet")
+    parser.add_argument("--images", type=Path, required=True, help="the download stage's images.h5")
+    parser.add_argument("--episodes", type=Path, required=True, help="the episodes@mini_imagenet file")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
-    if args.profile not in ("", "quick"):
-        params = merge(params, load_profile(args.profile))
-    params = apply_sets(params, args.sets)
-    cfg, ecfg = pretrain_config(params, "mini_imagenet"), extract_config(params, "mini_imagenet")
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=True)
-    images_path = args.data / "raw" / "images.h5"
+    params = profiled_params(args.params, args.profile, args.sets)
+    cfg, ecfg = parse_section(params, "pretrain", "mini_imagenet"), parse_section(params, "extract", "mini_imagenet")
+    rt = cfg.runtime(convolutional=True)
+    images_path = args.images
     train = mini_imagenet.load_images(images_path, "train", cfg.train_per_class).images
     train = simclr.resize(train.flatten(0, 1), cfg.image_size).to(rt.device)
     stats_images = mini_imagenet.load_images(images_path, "train", args.stats_per_class).images.flatten(0, 1)
     test_images = mini_imagenet.load_images(images_path, "test").images
-    episodes = {shot: read_episodes(args.data / "episodes.h5", "test", 5, shot) for shot in TEST_SHOTS}
+    episodes = {shot: read_episodes(args.episodes, "test", 5, shot) for shot in TEST_SHOTS}
 
     marks = sorted(60 * m for m in args.minutes)
     snapshots = []
@@ -95,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
-    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=True)
+    erl = ecfg.runtime(convolutional=True)
     model = simclr.SimCLR(cfg.hidden, blocks=cfg.blocks, image_size=cfg.image_size)
     points = []
     for snap in snapshots:
@@ -121,7 +118,7 @@ def main(argv: list[str] | None = None) -> None:
             "machine": machine(rt.device),
             "profile": args.profile,
             "sets": args.sets,
-            "pretrain_config": vars(cfg) | {"precision": rt.precision, "channels_last": rt.channels_last},
+            "pretrain_config": cfg.as_run_with(rt).model_dump(),
             "train_images": int(train.shape[0]),
             "stats_per_class": args.stats_per_class,
             "points": points,

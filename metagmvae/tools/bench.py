@@ -1,9 +1,9 @@
 """Benchmark the paper configurations on whatever device is present, optionally beside the
 official implementation.
 
-    python -m metagmvae.bench                                  # every case, every variant
-    python -m metagmvae.bench --official ../Meta-GMVAE         # and the official code, same run
-    python -m metagmvae.bench --cases omniglot_5way --variants auto --steps 3
+    python -m metagmvae.tools.bench                                  # every case, every variant
+    python -m metagmvae.tools.bench --official ../Meta-GMVAE         # and the official code, same run
+    python -m metagmvae.tools.bench --cases omniglot_5way --variants auto --steps 3
 
 Cases are built from ``params.yaml`` with ``profiles/paper.yaml`` applied (the paper's
 configurations): the Meta-GMVAE training steps of ``metatrain.<model>``, a SimCLR step at the
@@ -43,11 +43,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metagmvae.config import load_params
 from metagmvae.io import project_root, write_json
-from metagmvae.profile import load_profile, merge
+from metagmvae.profile import profiled_params
 from metagmvae.runtime import cpu_info
 from metagmvae.tracking import git_commit
+from metagmvae.validate import parse_section
 
 VARIANTS = {  # name -> (precision, channels_last) as written in params.yaml
     "auto": ("auto", "auto"),
@@ -56,17 +56,25 @@ VARIANTS = {  # name -> (precision, channels_last) as written in params.yaml
     "fp32_nchw": ("fp32", False),
 }
 OFFICIAL = "official"
-TRAIN_CASES = ("omniglot_5way", "omniglot_20way", "mini_imagenet_5way")  # metatrain sections
 EVAL_CASES = {"eval_omniglot_5way_1shot": 1, "eval_omniglot_5way_5shot": 5}
 EXTRACT_IMAGES = 6000
-CASES = (*TRAIN_CASES, "simclr", "extract", *EVAL_CASES)
-OFFICIAL_CASES = ("omniglot_5way", "omniglot_20way", *EVAL_CASES)
+OFFICIAL_CASES = ("omniglot_5way", "omniglot_20way", *EVAL_CASES)  # the official code has Omniglot only
 TEST_CLASSES, QUERY = 1292, 15  # Omniglot test split: classes of 20 images; queries per class
 
 
-def paper_params() -> dict:
-    """``params.yaml`` with the paper profile applied: where every case takes its settings."""
-    return merge(load_params(project_root() / "params.yaml"), load_profile("paper"))
+def train_cases() -> tuple[str, ...]:
+    """The ``metatrain`` sections: one training case each."""
+    return tuple(profiled_params(project_root() / "params.yaml", "paper", [])["metatrain"])
+
+
+def cases() -> tuple[str, ...]:
+    return (*train_cases(), "simclr", "extract", *EVAL_CASES)
+
+
+def paper_section(*keys: str):
+    """A section of ``params.yaml`` with the paper profile applied: where every case takes its
+    settings (e.g. ``paper_section("metatrain", "omniglot_5way")``)."""
+    return parse_section(profiled_params(project_root() / "params.yaml", "paper", []), *keys)
 
 
 def _sync(device: torch.device) -> None:
@@ -88,14 +96,14 @@ def _timed(fn, device: torch.device, warmup: int, steps: int) -> list[float]:
     return times
 
 
-def _training_batch(model_cfg: dict, batch: int, points: int, device: torch.device) -> torch.Tensor:
+def _training_batch(model_cfg, batch: int, points: int, device: torch.device) -> torch.Tensor:
     """Random inputs of a training batch ``[B, M, *item]``: binary images or ReLU features."""
     gen = torch.Generator(device=device).manual_seed(0)
     n = batch * points
-    if model_cfg["kind"] == "pixels":
+    if model_cfg.kind == "pixels":
         x = (torch.rand(n, 1, 28, 28, device=device, generator=gen) > 0.8).float()
     else:
-        x = torch.relu(torch.randn(n, model_cfg["input_dim"], device=device, generator=gen))
+        x = torch.relu(torch.randn(n, model_cfg.input_dim, device=device, generator=gen))
     return x.view(batch, points, *x.shape[1:])
 
 
@@ -107,25 +115,23 @@ def _test_images(device: torch.device) -> torch.Tensor:
 
 def bench_train(name: str, rt, warmup: int, steps: int) -> list[float]:
     from metagmvae.models import build_model
-    from metagmvae.pipeline.metatrain import train_config
     from metagmvae.train import train_step
 
-    cfg = train_config(paper_params(), name)
+    cfg = paper_section("metatrain", name)
     torch.manual_seed(0)
     model = rt.prepare(build_model(cfg.model)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = rt.generator(0)
     x = _training_batch(cfg.model, cfg.batch, cfg.points, rt.device)
     setting = {"way": cfg.way, "samples": cfg.samples, "samples_decoder": cfg.samples_decoder}
-    setting |= {"em_iters": cfg.em_iters, "fix_pi": cfg.fix_pi, "rt": rt, "generator": gen, "step": 1}
+    setting |= {"em_iters": cfg.train_em_iters, "fix_pi": cfg.fix_pi, "rt": rt, "generator": gen, "step": 1}
     return _timed(lambda: train_step(model, optimizer, x, **setting), rt.device, warmup, steps)
 
 
 def bench_simclr(rt, warmup: int, steps: int) -> list[float]:
     from metagmvae import simclr
-    from metagmvae.pipeline.pretrain import pretrain_config
 
-    cfg = pretrain_config(paper_params(), "mini_imagenet")
+    cfg = paper_section("pretrain", "mini_imagenet")
     torch.manual_seed(0)
     model = rt.prepare(simclr.SimCLR(cfg.hidden, blocks=cfg.blocks, image_size=cfg.image_size)).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
@@ -148,11 +154,9 @@ def bench_simclr(rt, warmup: int, steps: int) -> list[float]:
 def bench_extract(rt, warmup: int, steps: int) -> list[float]:
     """Seconds to encode ``EXTRACT_IMAGES`` images with the SimCLR encoder (the extract stage)."""
     from metagmvae import simclr
-    from metagmvae.pipeline.extract import encode_images, extract_config
-    from metagmvae.pipeline.pretrain import pretrain_config
+    from metagmvae.pipeline.extract import encode_images
 
-    params = paper_params()
-    cfg, simclr_cfg = extract_config(params, "mini_imagenet"), pretrain_config(params, "mini_imagenet")
+    cfg, simclr_cfg = paper_section("extract", "mini_imagenet"), paper_section("pretrain", "mini_imagenet")
     torch.manual_seed(0)
     model = simclr.SimCLR(simclr_cfg.hidden, blocks=simclr_cfg.blocks, image_size=simclr_cfg.image_size)
     encoder = rt.prepare(model.encoder).eval()
@@ -165,13 +169,10 @@ def bench_extract(rt, warmup: int, steps: int) -> list[float]:
 def bench_eval(name: str, rt) -> list[float]:
     """Seconds to evaluate 1000 5-way episodes (15 queries) of random test images, encoding included."""
     from metagmvae.data.episodes import sample_episodes
-    from metagmvae.evaluate import model_accuracies
     from metagmvae.models import build_model
-    from metagmvae.pipeline.evaluate import eval_config
-    from metagmvae.pipeline.metatrain import train_config
+    from metagmvae.pipeline.evaluate import test_accuracies
 
-    params = paper_params()
-    cfg, model_cfg = eval_config(params, "omniglot"), train_config(params, "omniglot_5way").model
+    cfg, model_cfg = paper_section("evaluate", "omniglot"), paper_section("metatrain", "omniglot_5way").model
     torch.manual_seed(0)
     model = rt.prepare(build_model(model_cfg)).eval()
     test = _test_images(rt.device)
@@ -180,7 +181,7 @@ def bench_eval(name: str, rt) -> list[float]:
     def run():
         with rt.autocast():
             tokens = model.encode(test)
-        model_accuracies(model, rt, tokens, eps, cfg.samples, cfg.em_iters, cfg.episodes_per_call, cfg.seed)
+        test_accuracies(model, tokens, eps, cfg, rt)
 
     return _timed(run, rt.device, 0, 1)
 
@@ -206,25 +207,25 @@ def official_modules(checkout: Path):
 def bench_official(name: str, checkout: Path, device: torch.device, warmup: int, steps: int) -> list[float]:
     """The official code on the case ``name``: its model built with the paper settings of the
     matching ``metatrain`` section (or ``evaluate.omniglot`` for evaluation)."""
-    params = paper_params()
-    train = params["metatrain"]["omniglot_5way" if name in EVAL_CASES else name]
+    train = paper_section("metatrain", "omniglot_5way" if name in EVAL_CASES else name)
+    test = paper_section("evaluate", "omniglot")
     np.random.seed(0)  # the official EM initialisation and episodes draw from numpy's global RNG
     torch.manual_seed(0)
     with official_modules(checkout) as (official_model, official_data):
         model = official_model.GMVAE(
             input_shape=[1, 28, 28],
-            unsupervised_em_iters=train["em_iters"],
-            semisupervised_em_iters=params["evaluate"]["omniglot"]["em_iters"],
-            fix_pi=train["fix_pi"],
-            hidden_size=train["model"]["hidden"],
-            component_size=train["way"],
-            latent_size=train["model"]["latent"],
-            train_mc_sample_size=train["samples"],
-            test_mc_sample_size=params["evaluate"]["omniglot"]["samples"],
+            unsupervised_em_iters=train.train_em_iters,
+            semisupervised_em_iters=test.test_em_iters,
+            fix_pi=train.fix_pi,
+            hidden_size=train.model.hidden,
+            component_size=train.way,
+            latent_size=train.model.latent,
+            train_mc_sample_size=train.samples,
+            test_mc_sample_size=test.test_samples,
         ).to(device)
         if name not in EVAL_CASES:
-            optimizer = torch.optim.Adam(model.parameters(), lr=train["lr"], weight_decay=train["weight_decay"])
-            x = _training_batch(train["model"], train["batch"], train["points"], device)
+            optimizer = torch.optim.Adam(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+            x = _training_batch(train.model, train.batch, train.points, device)
 
             def step():  # as official omniglot/trainer.py: Trainer.train
                 model.train()
@@ -238,7 +239,7 @@ def bench_official(name: str, checkout: Path, device: torch.device, warmup: int,
         data = official_data.Data.__new__(official_data.Data)  # its episode sampler on our random images
         data.N, data.K_mte = 20, TEST_CLASSES
         data.x_mte = _test_images(torch.device("cpu")).numpy()
-        shot, group = EVAL_CASES[name], train["batch"]  # the official trainer evaluates B = 4 episodes a call
+        shot, group = EVAL_CASES[name], train.batch  # the official trainer evaluates B = 4 episodes a call
 
         @torch.no_grad()
         def run():  # as official omniglot/trainer.py: Trainer.eval
@@ -265,10 +266,10 @@ def run_case(name: str, variant: str, device: str, warmup: int, steps: int, offi
         dev = resolve_device(device)
     else:
         precision, channels_last = VARIANTS[variant]
-        dataset = paper_params()["metatrain"][name]["dataset"] if name in TRAIN_CASES else "omniglot"
+        dataset = paper_section("metatrain", name).dataset if name in train_cases() else "omniglot"
         rt = make_runtime(device, precision, channels_last, convolutional=STORES[dataset].images)
         result |= {"precision": rt.precision, "channels_last": rt.channels_last}
-        if name in TRAIN_CASES:
+        if name in train_cases():
             times = bench_train(name, rt, warmup, steps)
         elif name == "simclr":
             times = bench_simclr(rt, warmup, steps)
@@ -341,8 +342,9 @@ def table(results: list[dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
+    known = cases()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated subset of {list(CASES)}")
+    parser.add_argument("--cases", default=",".join(known), help=f"comma-separated subset of {list(known)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
     parser.add_argument("--official", type=Path, help="a checkout of db-Lee/Meta-GMVAE to time beside ours")
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -351,10 +353,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, help="JSON file (default: benchmarks/<device>.json)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    cases, variants = args.cases.split(","), args.variants.split(",")
-    for case in cases:
-        if case not in CASES:
-            parser.error(f"unknown case {case!r}; expected one of {list(CASES)}")
+    chosen, variants = args.cases.split(","), args.variants.split(",")
+    for case in chosen:
+        if case not in known:
+            parser.error(f"unknown case {case!r}; expected one of {list(known)}")
     for variant in variants:
         if variant not in (*VARIANTS, OFFICIAL):
             parser.error(f"unknown variant {variant!r}; expected one of {list(VARIANTS)}")
@@ -362,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
         variants = [*dict.fromkeys([*variants, OFFICIAL])]
 
     if args.child:  # one case, one variant: report on stdout for the parent
-        result = run_case(cases[0], variants[0], args.device, args.warmup, args.steps, args.official)
+        result = run_case(chosen[0], variants[0], args.device, args.warmup, args.steps, args.official)
         print("BENCH " + json.dumps(result))
         return
 
@@ -370,11 +372,11 @@ def main(argv: list[str] | None = None) -> None:
 
     device = resolve_device(args.device)
     results = []
-    for case in cases:
+    for case in chosen:
         for variant in variants:
             if variant == OFFICIAL and case not in OFFICIAL_CASES:
                 continue
-            cmd = [sys.executable, "-m", "metagmvae.bench", "--child", "--cases", case, "--variants", variant]
+            cmd = [sys.executable, "-m", "metagmvae.tools.bench", "--child", "--chosen", case, "--variants", variant]
             cmd += ["--device", args.device, "--warmup", str(args.warmup), "--steps", str(args.steps)]
             if variant == OFFICIAL:
                 cmd += ["--official", str(args.official.resolve())]

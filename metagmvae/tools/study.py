@@ -1,11 +1,11 @@
 """Collect training-budget runs into one study record and one figure.
 
-    python -m metagmvae.study omniglot RUN_DIR --out benchmarks/accuracy_study
-    python -m metagmvae.study simclr RUN_DIR --out benchmarks/simclr_budget
+    python -m metagmvae.tools.study omniglot RUN_DIR --out benchmarks/accuracy_study
+    python -m metagmvae.tools.study simclr RUN_DIR --out benchmarks/simclr_budget
 
-``omniglot``: the ``<run>.json`` records of ``python -m metagmvae.timecurve`` (one training
+``omniglot``: the ``<run>.json`` records of ``python -m metagmvae.tools.timecurve`` (one training
 configuration each: validation and test accuracy at fixed training minutes); ``simclr``: those
-of ``python -m metagmvae.simclr_budget`` (LR(SimCLR) test accuracy at fixed pre-training
+of ``python -m metagmvae.tools.simclr_budget`` (LR(SimCLR) test accuracy at fixed pre-training
 minutes). Writes ``<out>.json`` (every run: its name, the overrides that define it, the machine,
 every point) and ``<out>.png`` (accuracy against training minutes, one line per run).
 """

@@ -1,8 +1,8 @@
 """Accuracy against training wall time: one training run, snapshots at fixed minutes.
 
-    python -m metagmvae.timecurve                                   # profile cpu, Omniglot 5-way
-    python -m metagmvae.timecurve --model omniglot_20way --minutes 5 15 30 60
-    python -m metagmvae.timecurve --profile quick --set metatrain.omniglot_5way.samples_decoder=1 \\
+    python -m metagmvae.tools.timecurve --store data/omniglot/omniglot.h5 --episodes data/omniglot/episodes.h5
+    python -m metagmvae.tools.timecurve ... --model omniglot_20way --minutes 5 15 30 60
+    python -m metagmvae.tools.timecurve ... --profile quick --set metatrain.omniglot_5way.samples_decoder=1 \\
         --minutes 2 5 10 --out benchmarks/study/s_rec1
 
 Trains ``metatrain.<model>`` of ``params.yaml`` (a profile's overrides and any ``--set`` applied;
@@ -11,10 +11,10 @@ clock passes a mark and once at the end, then scores every snapshot on the fixed
 episodes (the model's ``val_shots``) and the fixed test episodes (1- and 5-shot at the model's
 way; the ``evaluate.<dataset>`` settings, 1000 episodes). The training clock counts only training
 steps (batch sampling, forward, backward, Adam), as the official figures on the same chart do;
-validation and testing happen after training. Needs the Omniglot store and episodes
-(``dvc repro episodes@omniglot``, or ``--store`` / ``--episodes``; a Mini-ImageNet model reads
-the feature store and its episodes). Writes ``<out>.json``
-(machine, configuration, every point) and ``<out>.png``.
+validation and testing happen after training. Needs the model's store and episode file
+(``--store``, ``--episodes``: the outputs of ``dvc repro episodes@<dataset>``, see dvc.yaml; a
+Mini-ImageNet model reads the feature store and its episodes). Writes ``<out>.json`` (machine,
+configuration, every point) and ``<out>.png``.
 """
 
 from __future__ import annotations
@@ -27,20 +27,19 @@ from pathlib import Path
 import torch
 
 from metagmvae import plots
-from metagmvae.bench import machine
-from metagmvae.config import ConfigError, load_params
+from metagmvae.config import ConfigError
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
-from metagmvae.data.stores import STORES, load_split, store_path
-from metagmvae.evaluate import model_accuracies, summarize
+from metagmvae.data.stores import STORES, load_split
+from metagmvae.evaluate import summarize
 from metagmvae.io import project_root, read_json, write_json
 from metagmvae.models import build_model
 from metagmvae.paper import PAPER_RESULTS
-from metagmvae.pipeline.evaluate import eval_config
-from metagmvae.pipeline.metatrain import train_config
-from metagmvae.profile import apply_sets, load_profile, merge
+from metagmvae.pipeline.evaluate import test_accuracies
+from metagmvae.profile import profiled_params
 from metagmvae.progress import progress
-from metagmvae.runtime import make_runtime
+from metagmvae.tools.bench import machine
 from metagmvae.train import TrainConfig, start_training, training_steps
+from metagmvae.validate import parse_section
 
 TEST_SHOTS = (1, 5)
 REFERENCES = project_root() / "benchmarks" / "references.json"  # the official code's measured curves
@@ -85,26 +84,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
     parser.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 30, 60])
     parser.add_argument("--params", type=Path, default=project_root() / "params.yaml")
-    parser.add_argument("--store", type=Path, help="default: data/<dataset>/<dataset>.h5")
-    parser.add_argument("--episodes", type=Path, help="default: episodes.h5 beside the store")
+    parser.add_argument("--store", type=Path, required=True, help="the model's store (augment or extract stage)")
+    parser.add_argument("--episodes", type=Path, required=True, help="its episode file (episodes@<dataset>)")
     parser.add_argument("--out", type=Path, default=project_root() / "benchmarks" / "accuracy_vs_time")
     args = parser.parse_args(argv)
 
-    params = load_params(args.params)
-    if args.profile not in ("", "quick"):
-        params = merge(params, load_profile(args.profile))
-    params = apply_sets(params, args.sets)
-    cfg = train_config(params, args.model)
+    params = profiled_params(args.params, args.profile, args.sets)
+    cfg = parse_section(params, "metatrain", args.model)
     dataset = cfg.dataset
-    ecfg = eval_config(params, dataset)
-    store = args.store or project_root() / store_path(dataset)
-    episodes_path = args.episodes or store.parent / "episodes.h5"
+    ecfg = parse_section(params, "evaluate", dataset)
+    store, episodes_path = args.store, args.episodes
     for path in (store, episodes_path):
         if not path.exists():
             raise ConfigError(f"{path}: missing; build it first with `dvc repro episodes@{dataset}`")
     convolutional = STORES[dataset].images
-    rt = make_runtime(cfg.device, cfg.precision, cfg.channels_last, convolutional=convolutional)
-    cfg = TrainConfig(**{**vars(cfg), "precision": rt.precision, "channels_last": rt.channels_last})
+    rt = cfg.runtime(convolutional=convolutional)
+    cfg = cfg.as_run_with(rt)
     split_data, settings = {}, {}
     for split, shots in (("val", cfg.val_shots), ("test", TEST_SHOTS)):
         split_data[split] = torch.from_numpy(load_split(dataset, split, store)).to(rt.device)
@@ -116,7 +111,7 @@ def main(argv: list[str] | None = None) -> None:
 
     snapshots, median_step = train_with_snapshots(cfg, rt, pool, [60 * m for m in args.minutes])
 
-    erl = make_runtime(ecfg.device, ecfg.precision, ecfg.channels_last, convolutional=convolutional)
+    erl = ecfg.runtime(convolutional=convolutional)
     model = erl.prepare(build_model(cfg.model)).eval()
     points = []
     for snap in snapshots:
@@ -125,10 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             tokens = {split: model.encode(data) for split, data in split_data.items()}
         point = {k: (round(v, 3) if isinstance(v, float) else v) for k, v in snap.items()} | {"val": {}, "test": {}}
         for (split, key), eps in settings.items():
-            accs = model_accuracies(
-                model, erl, tokens[split], eps, ecfg.samples, ecfg.em_iters, ecfg.episodes_per_call, ecfg.seed
-            )
-            point[split][key] = summarize(accs)
+            point[split][key] = summarize(test_accuracies(model, tokens[split], eps, ecfg, erl))
         points.append(point)
         print(
             f"{point['minutes']:7.2f} min  step {point['step']:6d}  "
@@ -141,8 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         "sets": args.sets,
         "model": args.model,
         "store": {"path": str(store), "resize_filter": store_filter(store) if dataset == "omniglot" else None},
-        "train_config": vars(cfg),
-        "evaluation": {"samples": ecfg.samples, "em_iters": ecfg.em_iters, "precision": erl.precision},
+        "train_config": cfg.model_dump(),
+        "evaluation": {"samples": ecfg.test_samples, "em_iters": ecfg.test_em_iters, "precision": erl.precision},
         "points": points,
         "median_step_seconds": round(median_step, 5),
     }
