@@ -310,24 +310,12 @@ def seed_spread_figure(labels: list[str], spreads: list, title: str, path: Path)
     fig, ax = plt.subplots(figsize=(1.3 * len(labels) + 2, 4.2))
     for i, spread in enumerate(spreads):
         offsets = np.linspace(-0.25, 0.25, len(spread.per_seed))
-        ax.errorbar(
-            i + offsets,
-            spread.per_seed,
-            yerr=spread.episode_ci95,
-            fmt="o",
-            capsize=2,
-            color="tab:blue",
-            label="one seed, per-episode 95% CI" if i == 0 else None,
+        bars = (  # (x, y, error bar, marker, cap size, colour, legend)
+            (i + offsets, spread.per_seed, spread.episode_ci95, "o", 2, "tab:blue", "one seed, per-episode 95% CI"),
+            (i + 0.38, spread.mean, spread.std, "s", 4, "black", "mean across seeds ± std across seeds"),
         )
-        ax.errorbar(
-            i + 0.38,
-            spread.mean,
-            yerr=spread.std,
-            fmt="s",
-            capsize=4,
-            color="black",
-            label="mean across seeds ± std across seeds" if i == 0 else None,
-        )
+        for x, y, error, marker, capsize, color, label in bars:
+            ax.errorbar(x, y, yerr=error, fmt=marker, capsize=capsize, color=color, label=label if i == 0 else None)
     ax.set_xticks(np.arange(len(labels)), labels, rotation=30, ha="right", fontsize=8)
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title, fontsize=9)

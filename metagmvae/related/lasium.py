@@ -51,6 +51,7 @@ from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, due
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.progress import progress as progress_bar
+from metagmvae.related import Splits
 from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
@@ -398,13 +399,7 @@ def _protonet_step(model: Lasium, optimizer: torch.optim.Optimizer, rt: Runtime,
 
 
 def train(
-    cfg: Config,
-    rt: Runtime,
-    data: dict[str, torch.Tensor],
-    val_episodes: EpisodeSet,
-    out_path: Path,
-    run: Run,
-    progress: bool = True,
+    cfg: Config, rt: Runtime, data: Splits, val_episodes: EpisodeSet, out_path: Path, run: Run, progress: bool = True
 ) -> dict[str, Any]:
     """Fit the VAE on the unlabeled ``data["train"]`` ``[C, n, *item]`` (flattened: its class
     structure is never used), then meta-train the ProtoNet on generated tasks, validating every

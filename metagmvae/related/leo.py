@@ -51,19 +51,12 @@ from torch.nn import functional as F
 from torch.nn.utils import skip_init
 
 from metagmvae import checkpoint
-from metagmvae.config import (
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Section,
-    Way,
-)
+from metagmvae.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section, Way
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, due
 from metagmvae.progress import progress as progress_bar
+from metagmvae.related import Splits
 from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
@@ -312,13 +305,7 @@ def model_predictor(model: LEO, rt: Runtime, normalize: bool) -> Predictor:
 
 
 def train(
-    cfg: Config,
-    rt: Runtime,
-    data: dict[str, torch.Tensor],
-    val_episodes: EpisodeSet,
-    out_path: Path,
-    run: Run,
-    progress: bool = True,
+    cfg: Config, rt: Runtime, data: Splits, val_episodes: EpisodeSet, out_path: Path, run: Run, progress: bool = True
 ) -> dict[str, Any]:
     """Meta-train LEO on ``cfg.way``-way ``cfg.train_shot``-shot episodes of ``data["train"]``
     ``[C, n, D]`` and write the weights with the best mean accuracy on ``val_episodes`` of

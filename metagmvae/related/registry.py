@@ -24,11 +24,11 @@ import torch
 from metagmvae.config import Section
 from metagmvae.data.episodes import EpisodeSet
 from metagmvae.evaluate import Predictor
-from metagmvae.related import lasium, leo, sib
+from metagmvae.related import Splits, lasium, leo, sib
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
 
-Train = Callable[[Any, Runtime, dict[str, torch.Tensor], EpisodeSet, Path, Run], dict[str, Any]]
+Train = Callable[[Any, Runtime, Splits, EpisodeSet, Path, Run], dict[str, Any]]
 TaskSampler = Callable[[Path, Any, Runtime], tuple[torch.Tensor, bool, str]]
 """``(checkpoint, cfg, rt) -> (a few generated tasks [T, W, M, *item] on the CPU, whether they
 are images, a title)``."""

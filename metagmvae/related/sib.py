@@ -50,19 +50,12 @@ from torch import nn
 from torch.nn import functional as F
 
 from metagmvae import checkpoint
-from metagmvae.config import (
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Section,
-    Way,
-)
+from metagmvae.config import Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section, Way
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluate import Predictor
 from metagmvae.loop import RunningMeans, check_finite, check_gradients, due
 from metagmvae.progress import progress as progress_bar
+from metagmvae.related import Splits
 from metagmvae.related.selection import BestOnValidation
 from metagmvae.runtime import Runtime
 from metagmvae.tracking import Run
@@ -227,13 +220,7 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
 
 
 def train(
-    cfg: Config,
-    rt: Runtime,
-    data: dict[str, torch.Tensor],
-    val_episodes: EpisodeSet,
-    out_path: Path,
-    run: Run,
-    progress: bool = True,
+    cfg: Config, rt: Runtime, data: Splits, val_episodes: EpisodeSet, out_path: Path, run: Run, progress: bool = True
 ) -> dict[str, Any]:
     """Meta-train SIB on episodes of ``data["train"]`` ``[C, n, F]`` and write the weights with the best
     mean accuracy on ``val_episodes`` of ``data["val"]`` to ``out_path``.
