@@ -1,6 +1,6 @@
 """Stage `report`: assemble metrics/report.md from the metrics of every dataset and stage.
 
-Usage: python stages/report.py
+Usage: the `report` command of dvc.yaml (`python stages/report.py --metrics metrics`).
 Output: metrics/report.md (results per dataset/way/shot with the paper's values and the
 baselines, paired differences against `report.baseline`, cross-way results, wall time per stage,
 device, commit). `python -m metagmvae.report --readme README.md`
@@ -10,4 +10,4 @@ then copies its tables into the README.
 from metagmvae.report import main
 
 if __name__ == "__main__":
-    main([])
+    main()
