@@ -120,7 +120,7 @@ def test_meta_training_makes_the_synthetic_steps_lower_the_query_loss():
 def test_sections_parse_and_bad_or_unknown_keys_are_refused():
     assert related_config("sib_mini_imagenet").lr_drop_steps == [333, 833, 1667]
     assert related_config("sib_mini_imagenet").optimizer == "adam"
-    assert related_config("sib_mini_imagenet", "paper").optimizer == "sgd"
+    assert related_config("sib_mini_imagenet", "paper").lr_drop_steps == [6667, 16667, 33333]  # epochs 10, 25, 50 of 60
     assert related_config("sib_mini_imagenet_5shot", "paper").shot == 5
     with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet\.lr = -1\.0: must be > 0$"):
         related_config("sib_mini_imagenet", lr=-1.0)
@@ -141,7 +141,7 @@ def test_sections_parse_and_bad_or_unknown_keys_are_refused():
     with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet: unknown key\(s\) \['typo'\]"):
         related_config("sib_mini_imagenet", typo=1)
     with pytest.raises(ConfigError, match=r"related\.sib_mini_imagenet: momentum = 0\.0: Nesterov SGD needs"):
-        related_config("sib_mini_imagenet", "paper", momentum=0.0)
+        related_config("sib_mini_imagenet", optimizer="sgd", momentum=0.0)
     section = {k: v for k, v in related_section("sib_mini_imagenet").items() if k != "way"}
     with pytest.raises(ConfigError, match=r"^related\.sib_mini_imagenet\.way: missing$"):
         parse_section({"related": {"sib_mini_imagenet": section}}, "related", "sib_mini_imagenet")
