@@ -204,14 +204,20 @@ def write_outputs(rows: list[Comparison], a_label: str, b_label: str, out_dir: P
         tracker.log_artifact(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("revisions", nargs="*", help="a [b]: git revisions, DVC experiment names or 'workspace'")
-    parser.add_argument("--methods", nargs=2, metavar=("A", "B"), help="compare method B against A in one revision")
+def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``--dataset``, ``--method``, ``--setting`` filters (for :func:`select`) and ``--json``,
+    shared by ``compare`` and ``seeds``."""
     parser.add_argument("--dataset", action="append", default=[], help="only this dataset (repeatable)")
     parser.add_argument("--method", action="append", default=[], help="only this method (repeatable)")
     parser.add_argument("--setting", action="append", default=[], help="only this setting, e.g. 5way_1shot")
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("revisions", nargs="*", help="a [b]: git revisions, DVC experiment names or 'workspace'")
+    parser.add_argument("--methods", nargs=2, metavar=("A", "B"), help="compare method B against A in one revision")
+    add_selection_arguments(parser)
     parser.add_argument("--out", type=Path, help="also write comparison.json and comparison.png here (and to MLflow)")
     args = parser.parse_args(argv)
     repo = Path.cwd()

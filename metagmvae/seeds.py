@@ -23,7 +23,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from metagmvae.compare import revision_table, select
+from metagmvae.compare import add_selection_arguments, revision_table, select
 from metagmvae.episode_results import Table
 from metagmvae.revisions import resolve
 from metagmvae.stats import SeedSpread, seed_spread
@@ -102,10 +102,7 @@ def write_outputs(rows: dict[tuple[str, str, str], SeedSpread], labels: list[str
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("revisions", nargs="+", help="one run per seed: git revisions, DVC experiment names, workspace")
-    parser.add_argument("--dataset", action="append", default=[], help="only this dataset (repeatable)")
-    parser.add_argument("--method", action="append", default=[], help="only this method (repeatable)")
-    parser.add_argument("--setting", action="append", default=[], help="only this setting, e.g. 5way_1shot")
-    parser.add_argument("--json", action="store_true", help="print the rows as JSON")
+    add_selection_arguments(parser)
     parser.add_argument("--out", type=Path, help="also write seeds.json and seeds.png here (and to MLflow)")
     args = parser.parse_args(argv)
     repo = Path.cwd()
