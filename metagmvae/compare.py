@@ -205,7 +205,8 @@ def write_outputs(rows: list[Comparison], a_label: str, b_label: str, out_dir: P
 
 
 def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--dataset``, ``--method``, ``--setting`` (the filters of :func:`select`) and ``--json``."""
+    """The ``--dataset``, ``--method``, ``--setting`` filters (for :func:`select`) and ``--json``,
+    shared by ``compare`` and ``seeds``."""
     parser.add_argument("--dataset", action="append", default=[], help="only this dataset (repeatable)")
     parser.add_argument("--method", action="append", default=[], help="only this method (repeatable)")
     parser.add_argument("--setting", action="append", default=[], help="only this setting, e.g. 5way_1shot")

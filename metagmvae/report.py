@@ -233,15 +233,14 @@ def _difference(paired) -> str:
     return f"{signed(paired.mean)} {interval(paired)}"
 
 
-def dataset_results(metrics_dir: Path, dataset: str, related: dict[str, dict]) -> dict[str, dict[str, dict]]:
-    """``metrics/<dataset>.json`` merged with the results of every related run on ``dataset``
-    (:func:`related_results`).
+def dataset_results(metrics_dir: Path, dataset: str, runs: dict[str, dict[str, tuple]]) -> dict[str, dict[str, dict]]:
+    """``metrics/<dataset>.json`` merged with the related runs' results on ``dataset``.
 
-    related: the ``related`` section of params.yaml (run name -> its ``method`` and ``dataset``).
+    runs: what :func:`related_results` returns for ``dataset``.
     """
     path = metrics_dir / f"{dataset}.json"
     results = json.loads(path.read_text()) if path.exists() else {}
-    for method, settings in related_results(metrics_dir, dataset, related).items():
+    for method, settings in runs.items():
         results[method] = {key: res for key, (res, _) in settings.items()}
     return results
 
@@ -253,7 +252,8 @@ def results_section(metrics_dir: Path, related: dict[str, dict] | None = None, b
     parts, tables, compared = [], [], 0
     current = revision_table(Revision(WORKSPACE, None), Path.cwd(), episode_paths(metrics_dir, related or {}))
     for dataset, title in DATASETS.items():
-        results = dataset_results(metrics_dir, dataset, related or {})
+        runs = related_results(metrics_dir, dataset, related or {})
+        results = dataset_results(metrics_dir, dataset, runs)
         if not results:
             continue
         tables.append(results)
@@ -261,7 +261,7 @@ def results_section(metrics_dir: Path, related: dict[str, dict] | None = None, b
         paired = paired_table(dataset, results, current, baseline) if baseline else None
         compared += paired is not None
         parts += [t for t in (paired, cross_way_table(dataset, results, current)) if t]
-        if runs := related_results(metrics_dir, dataset, related or {}):
+        if runs:
             table = related_table(dataset, runs, related or {})
             parts.append(f"Related methods against their own papers:\n\n{table}")
     if any(m in RELATED_METHODS for results in tables for m in results):
@@ -316,7 +316,8 @@ def load_baseline(name: str, metrics_dir: Path, related: dict[str, dict]) -> Bas
     repo = Path.cwd()
     try:
         revision = resolve(name, repo)
-        table = revision_table(revision, repo, episode_paths(metrics_dir, related))
+        in_repo = metrics_dir.resolve().relative_to(repo.resolve())  # git paths are relative to the repository
+        table = revision_table(revision, repo, episode_paths(in_repo, related))
     except ValueError as exc:
         return Baseline(name, None, str(exc))
     return Baseline(revision.label, table, "" if table else "it has no per-episode results (metrics/**/episodes/)")

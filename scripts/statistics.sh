@@ -32,9 +32,11 @@ for seed in "${seeds[@]}"; do
   runs+=("seed$seed-$tag")
 done
 dvc queue start --jobs 1
-while dvc queue status | grep -Eq '\b(Queued|Running)\b'; do sleep 30; done
+# (the status is read into a variable first: with pipefail, `dvc queue status | grep -q` fails
+# whenever grep exits before dvc has written everything)
+while grep -Eq '\b(Queued|Running)\b' <<< "$(dvc queue status)"; do sleep 30; done
 dvc queue status
-if dvc queue status | grep -q Failed; then
+if grep -q Failed <<< "$(dvc queue status)"; then
   echo "a queued run failed: dvc queue logs <name>" >&2
   exit 1
 fi

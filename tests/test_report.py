@@ -57,13 +57,19 @@ def test_table_rows_hold_accuracy_paper_difference_and_baselines():
     assert len(lines) == 4
 
 
-def test_committed_report_is_built_from_the_committed_metrics():
+def test_committed_report_is_built_from_the_committed_metrics(monkeypatch):
     """metrics/report.md is exactly what the report stage builds from metrics/*.json,
-    metrics/related/*.json and metrics/time/*.json (at the commit it names)."""
+    metrics/related/*.json and metrics/time/*.json (at the commit it names), with the paired
+    differences against the revision it names (its per-episode results, read from git)."""
+    monkeypatch.chdir(REPO)
     text = (REPO / "metrics" / "report.md").read_text()
     commit = re.search(r"at commit `([^`]+)`", text)[1]
     related = yaml.safe_load((REPO / "params.yaml").read_text()).get("related", {})
-    assert report.build_report(REPO / "metrics", commit, related) == text
+    baseline = None
+    if named := re.search(r"against `(\S+) \(([0-9a-f]{7,40})\)`", text):
+        found = report.load_baseline(named[2], REPO / "metrics", related)
+        baseline = report.Baseline(f"{named[1]} ({named[2]})", found.table, found.note)
+    assert report.build_report(REPO / "metrics", commit, related, baseline) == text
     # and the numbers in it are the metrics files' own
     omniglot = json.loads((REPO / "metrics" / "omniglot.json").read_text())
     result = omniglot["meta_gmvae"]["5way_1shot"]

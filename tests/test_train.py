@@ -100,19 +100,24 @@ def weights(path):
     return checkpoint.load(path)["model"]
 
 
+def crash_at_call(n: int, sampler):
+    """``sampler`` that raises KeyboardInterrupt (a simulated kill) on its ``n``-th call."""
+    calls = {"n": 0}
+
+    def crashing(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt("simulated kill")
+        return sampler(*args, **kwargs)
+
+    return crashing
+
+
 def test_interrupted_run_resumes_to_the_same_result(setup, tmp_path, monkeypatch):
     reference = run_training(setup, tmp_path / "ref", tmp_path / "resume_ref")
 
     real_sampler = train.sample_training_batch
-    calls = {"n": 0}
-
-    def crash_at_step_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("simulated kill")
-        return real_sampler(*args, **kwargs)
-
-    monkeypatch.setattr(train, "sample_training_batch", crash_at_step_5)
+    monkeypatch.setattr(train, "sample_training_batch", crash_at_call(5, real_sampler))
     with pytest.raises(KeyboardInterrupt):
         run_training(setup, tmp_path / "model", tmp_path / "resume")
     assert not (tmp_path / "model").exists(), "no final output from an interrupted run"
@@ -203,15 +208,7 @@ def test_changed_config_does_not_resume_foreign_state(features, tmp_path, monkey
     train.train(other, rt, pool, val, val_eps, alone, tmp_path / "r_alone", Run(None), progress=False)
 
     real_sampler = train.sample_training_batch
-    calls = {"n": 0}
-
-    def crash_at_step_5(*args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt("simulated kill")
-        return real_sampler(*args, **kwargs)
-
-    monkeypatch.setattr(train, "sample_training_batch", crash_at_step_5)
+    monkeypatch.setattr(train, "sample_training_batch", crash_at_call(5, real_sampler))
     with pytest.raises(KeyboardInterrupt):
         train.train(cfg, rt, pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
     monkeypatch.setattr(train, "sample_training_batch", real_sampler)
