@@ -5,7 +5,7 @@ episode by episode. The paired difference ``d_i = b_i - a_i`` removes the variat
 difficulty that both runs share, and its 95% confidence interval is the **paired t** interval
 ``mean(d) ± t(0.975, n - 1) · sd(d) / √n`` (sample standard deviation, ``ddof = 1``). With
 n = 1000 bounded differences the central limit theorem makes the t interval accurate (tested
-for coverage on synthetic episodes in ``tests/test_stats.py``); a bootstrap would give the same
+for coverage on synthetic episodes in ``tests/unit/test_stats.py``); a bootstrap would give the same
 width at this n and is not used. The unpaired (Welch) interval of the same two runs is computed
 beside it to show what the pairing buys.
 

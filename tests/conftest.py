@@ -1,5 +1,9 @@
 """Shared fixtures: tiny Omniglot archives and a tiny Mini-ImageNet, cut from the mirrors (or
-drawn synthetically when the mirrors are absent), with the official layouts."""
+drawn synthetically when the mirrors are absent), with the official layouts.
+
+``tests/unit/`` tests one module at a time in-process; ``tests/integration/`` runs stages, DVC,
+an MLflow server, subprocesses and several processes, and its tests carry the ``integration``
+marker (``bash scripts/test.sh -m "not integration"`` runs the fast part)."""
 
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from metagmvae.profile import load_profile, merge
 from metagmvae.validate import parse_section
 
 REPO = Path(__file__).resolve().parent.parent
+INTEGRATION = REPO / "tests" / "integration"
 # The tiny archives are cut from the Omniglot mirror beside the checkout; without it (or with
 # METAGMVAE_TEST_MIRROR pointing elsewhere) they are drawn synthetically with the same layout.
 MIRROR = Path(os.environ.get("METAGMVAE_TEST_MIRROR", REPO.parent / "shared" / "data" / "omniglot")).resolve()
@@ -375,3 +380,10 @@ def expanded_stages(params: dict) -> dict[str, dict]:
             body = stage["do"]
             stages[f"{name}@{key}"] = {"cmd": fill(body["cmd"]), "deps": [fill(d) for d in body["deps"]]}
     return stages
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test under ``tests/integration/`` as ``integration``."""
+    for item in items:
+        if INTEGRATION in item.path.resolve().parents:
+            item.add_marker(pytest.mark.integration)

@@ -376,7 +376,7 @@ def main(argv: list[str] | None = None) -> None:
         for variant in variants:
             if variant == OFFICIAL and case not in OFFICIAL_CASES:
                 continue
-            cmd = [sys.executable, "-m", "metagmvae.tools.bench", "--child", "--chosen", case, "--variants", variant]
+            cmd = [sys.executable, "-m", "metagmvae.tools.bench", "--child", "--cases", case, "--variants", variant]
             cmd += ["--device", args.device, "--warmup", str(args.warmup), "--steps", str(args.steps)]
             if variant == OFFICIAL:
                 cmd += ["--official", str(args.official.resolve())]

@@ -1,6 +1,6 @@
 """Each parameter is written once in code: the field of its section's schema (beside params.yaml
 and the profiles). Every key of those files is such a field (the files validate, and unknown keys
-are refused: tests/reliability/test_bad_input.py); here: no field is declared twice, and no
+are refused: tests/integration/reliability/test_bad_input.py); here: no field is declared twice, and no
 module reads a raw section of params.yaml by key instead of through its schema."""
 
 import re
