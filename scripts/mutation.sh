@@ -7,15 +7,17 @@
 # that call it; `python -m mutmut show NAME` prints a mutant's diff, `python -m mutmut browse` all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-# em.py, evaluate.py, models/gmvae.py and baselines.py whole; the checkpoint selection of train.py;
+# em.py, evaluate.py, models/gmvae.py and baselines.py whole; the checkpoint selection of train.py
+# (BestCheckpoints, the validation that feeds it, the outputs copied from it);
 # the NT-Xent loss of simclr.py.
 MUTATED=(
   "metagmvae.em.*"
   "metagmvae.evaluate.*"
   "metagmvae.models.gmvae.*"
   "metagmvae.baselines.*"
-  "metagmvae.train.x_keep_best__*"
-  "metagmvae.train.x_checkpoint_for__*"
+  "metagmvae.train.xǁBestCheckpointsǁ*"
+  "metagmvae.train.x__record_validation__*"
+  "metagmvae.train.x__write_outputs__*"
   "metagmvae.simclr.x_nt_xent__*"
 )
 if [ "${1:-}" != "--scores" ]; then

@@ -187,3 +187,20 @@ def test_em_stays_float32_under_bf16_autocast():
         logp_ac = em.gmm_log_density(z, pi_ac, mu_ac)
     assert mu_ac.dtype == logp_ac.dtype == torch.float32
     assert torch.equal(pi, pi_ac) and torch.equal(mu, mu_ac) and torch.equal(logp, logp_ac)
+
+
+def test_diagonal_posterior_is_the_gaussian_posterior_also_at_a_component_mean():
+    """At z = mu_0 (Mahalanobis distance 0 to it, under 1 to the others) the posterior is the
+    direct one: softmax_k of the diagonal Gaussian log densities (uniform weights)."""
+    gen = torch.Generator().manual_seed(0)
+    mu = torch.randn(1, 3, 4, generator=gen) * 0.3
+    var = 1.0 + torch.rand(1, 3, 4, generator=gen) * 3
+    z = torch.cat([mu[:, :1], mu[:, :1] + 0.1], dim=1)  # [1, 2, 4]
+    direct = torch.distributions.Normal(mu[:, None], var[:, None].sqrt()).log_prob(z[:, :, None]).sum(-1).softmax(-1)
+    assert torch.allclose(em.diagonal_gaussian_posterior(z, mu, var), direct, atol=1e-6)
+
+
+def test_semi_supervised_em_refuses_zero_iterations():
+    z = torch.randn(1, 4, 2)
+    with pytest.raises(ValueError, match="semi-supervised EM needs at least one iteration, got 0"):
+        em.semi_supervised_em(z, torch.tensor([[0, 0, 1, 1]]), z, 2, 0)

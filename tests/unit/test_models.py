@@ -88,7 +88,7 @@ def independent_posterior(model, x: torch.Tensor) -> tuple[torch.Tensor, torch.T
     return stats[..., : model.latent], (0.5 * stats[..., model.latent :]).exp()
 
 
-@pytest.mark.parametrize("samples_decoder", [3, 2])
+@pytest.mark.parametrize("samples_decoder", [3, 2, 1])
 def test_kl_and_reconstruction_equal_an_independent_computation_at_fixed_noise(monkeypatch, samples_decoder):
     """At fixed noise and a fixed EM prior, the loss terms equal torch.distributions' densities:
     KL = mean over all B x M x S draws of log q(z | x) - log sum_k pi_k N(z; mu_k, I), and the
@@ -134,6 +134,21 @@ def test_more_decoder_samples_than_drawn_or_none_are_refused(samples_decoder):
     model = build_model(FEATURES)
     with pytest.raises(ValueError, match=f"samples_decoder = {samples_decoder}: must be in \\[1, samples = 3\\]"):
         model.loss(torch.rand(1, 5, 256), components=2, samples=3, samples_decoder=samples_decoder, em_iters=1)
+
+
+def test_the_generator_alone_decides_the_draws_and_the_em_start():
+    """Same generator seed, same loss (the global RNG is not used: it is advanced between the
+    calls); another seed, another loss."""
+    torch.manual_seed(0)
+    model = build_model(FEATURES)
+    x = torch.rand(2, 6, 256, generator=torch.Generator().manual_seed(3))
+
+    def loss(seed: int) -> float:
+        torch.rand(7)  # moves the global RNG
+        gen = torch.Generator().manual_seed(seed)
+        return model.loss(x, components=3, samples=4, em_iters=3, generator=gen).loss.item()
+
+    assert loss(5) == loss(5) != loss(6)
 
 
 def test_draws_are_mean_plus_standard_deviation_times_the_noise():

@@ -228,8 +228,13 @@ def test_the_selected_checkpoint_holds_the_weights_and_step_of_the_best_validati
     """A forced non-monotone validation curve, with a tie: each shot's checkpoint holds the weights
     the model had at its best step (the earlier one of a tie), that step and that accuracy."""
     cfg, rt, pool, val, val_eps = features
-    curve = {1: [30.0, 50.0, 50.0], 5: [60.0, 40.0, 50.0]}  # validations at steps 2, 4, 6
+    curve = {1: [30.0, 50.254, 50.254], 5: [60.0, 40.0, 50.0]}  # validations at steps 2, 4, 6
     weights_at = {}
+    logged = []
+
+    class RecordingRun(Run):
+        def log_metrics(self, metrics, step=None):
+            logged.append((step, dict(metrics)))
 
     def scripted_validation(model, cfg_, rt_, val_data, val_episodes, seed):
         step = seed - cfg.seed
@@ -237,9 +242,21 @@ def test_the_selected_checkpoint_holds_the_weights_and_step_of_the_best_validati
         return {shot: accs[len(weights_at) - 1] for shot, accs in curve.items()}
 
     monkeypatch.setattr(train, "validation_accuracy", scripted_validation)
-    summary = train.train(cfg, rt, pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
+    summary = train.train(cfg, rt, pool, val, val_eps, tmp_path / "m", tmp_path / "r", RecordingRun(), progress=False)
     assert sorted(weights_at) == [2, 4, 6]
-    assert summary["best_val_accuracy"] == {"1shot": 50.0, "5shot": 60.0}
+    expected = {  # rounded to 0.01 points
+        "best_val_accuracy": {"1shot": 50.25, "5shot": 60.0},
+        "fingerprint": cfg.fingerprint(),
+        "steps": cfg.steps,
+        "val_shots": [1, 5],
+    }
+    assert json.loads((tmp_path / "m" / "summary.json").read_text()) == expected  # no wall times: stable bytes
+    assert summary["best_val_accuracy"] == expected["best_val_accuracy"]
+    validations = [(step, m) for step, m in logged if any(k.startswith("val/") for k in m)]
+    assert validations == [
+        (step, {"val/1shot_accuracy": curve[1][i], "val/5shot_accuracy": curve[5][i]})
+        for i, step in enumerate([2, 4, 6])
+    ]
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert history["val"] == {f"{s}shot": accs for s, accs in curve.items()} and history["val_step"] == [2, 4, 6]
     for shot, best_step in ((1, 4), (5, 2)):
