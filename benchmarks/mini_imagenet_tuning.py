@@ -12,7 +12,6 @@ time. The test episodes are not read: what wins here is then run through ``dvc e
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import subprocess
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 
 import yaml
+
+from metagmvae.profile import merge
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "mini_imagenet_5way"
@@ -40,16 +41,9 @@ VARIANTS = {  # name -> changed keys of metatrain.mini_imagenet_5way
 }
 
 
-def merged(base: dict, change: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in change.items():
-        out[key] = merged(out[key], value) if isinstance(value, dict) else value
-    return out
-
-
 def train(name: str, change: dict, work: Path) -> dict:
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["metatrain"][MODEL] = merged(params["metatrain"][MODEL], change)
+    params["metatrain"][MODEL] = merge(params["metatrain"][MODEL], change, f"metatrain.{MODEL}.")
     params_file = work / f"{name}.yaml"
     params_file.write_text(yaml.safe_dump(params))
     out = work / name

@@ -4,10 +4,10 @@
 
 Each entry below is a bug a review found the suite blind to (issue 18), or a gap it named: the
 edit that makes the bug, and the tests that must fail on it. The tree is copied (tracked files
-only) to a temporary folder; the named tests must pass on the copy as it is, then each mutation
-is applied there, its tests run (``pytest -x``) and the edit undone. The script exits 1 when a
-clean run fails or a mutant survives. Minutes on 2 cores (one integration test runs the
-Omniglot chain twice).
+only) to a temporary folder; the named tests must pass on the copy as it is (run once per set
+of tests), then each mutation is applied there, its tests run (``pytest -x``) and the edit
+undone. The script exits 1 when a clean run fails or a mutant survives. Minutes on 2 cores (one
+integration test runs the Omniglot chain twice).
 """
 
 from __future__ import annotations
@@ -281,8 +281,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="known-mutations-") as tmp:
         tree = Path(tmp)
         copy_tree(tree)
+        clean_runs: dict[tuple[str, ...], tuple[bool, float, str]] = {}  # tests shared by mutations run clean once
         for mutation in chosen:
-            clean, _, clean_tail = run_tests(tree, mutation.tests)
+            if mutation.tests not in clean_runs:
+                clean_runs[mutation.tests] = run_tests(tree, mutation.tests)
+            clean, _, clean_tail = clean_runs[mutation.tests]
             original = apply(tree, mutation)
             try:
                 survived, seconds, tail = run_tests(tree, mutation.tests)

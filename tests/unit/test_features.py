@@ -146,28 +146,22 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(
 def test_pretrain_refuses_bad_settings_before_work(tiny_mini_packed, mini_store, tmp_path):
     from metagmvae.config import ConfigError
 
-    params = tiny_params(tiny_mini_packed)
-    params["pretrain"]["mini_imagenet"]["warmup_epochs"] = 5
-    with pytest.raises(ConfigError, match="warmup_epochs = 5: must be < epochs = 2"):
-        pretrain.run(
-            "mini_imagenet",
-            parse_section(params, "pretrain", "mini_imagenet"),
-            mini_store / "raw" / "images.h5",
-            tmp_path / "s",
-            tmp_path / "m",
-            tmp_path,
-        )
-    params = tiny_params(tiny_mini_packed)
-    params["pretrain"]["mini_imagenet"]["batch"] = 1000
-    with pytest.raises(ValueError, match="batch 1000 is larger than the 100 training images"):
-        pretrain.run(
-            "mini_imagenet",
-            parse_section(params, "pretrain", "mini_imagenet"),
-            mini_store / "raw" / "images.h5",
-            tmp_path / "s",
-            tmp_path / "m",
-            tmp_path,
-        )
+    refusals = [
+        ("warmup_epochs", 5, ConfigError, "warmup_epochs = 5: must be < epochs = 2"),
+        ("batch", 1000, ValueError, "batch 1000 is larger than the 100 training images"),
+    ]
+    for key, value, error, message in refusals:
+        params = tiny_params(tiny_mini_packed)
+        params["pretrain"]["mini_imagenet"][key] = value
+        with pytest.raises(error, match=message):
+            pretrain.run(
+                "mini_imagenet",
+                parse_section(params, "pretrain", "mini_imagenet"),
+                mini_store / "raw" / "images.h5",
+                tmp_path / "s",
+                tmp_path / "m",
+                tmp_path,
+            )
     assert not (tmp_path / "s").exists()
 
 
