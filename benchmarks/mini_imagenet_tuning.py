@@ -1,10 +1,12 @@
 """Meta-GMVAE on the committed Mini-ImageNet features: one change at a time, scored on validation.
 
     python benchmarks/mini_imagenet_tuning.py [--out benchmarks/mini_imagenet_tuning.json] [NAME ...]
+    python benchmarks/mini_imagenet_tuning.py --profile cpu --store STORE.h5 --out ...  # other features
 
-Each variant is the quick profile's ``metatrain.mini_imagenet_5way`` section with a few keys
-changed. It trains through the ``metatrain`` stage script on the committed feature store and
-validation episodes, into a temporary folder, untracked. The record is its best 5-way 1-shot
+Each variant is a profile's ``metatrain.mini_imagenet_5way`` section (default: the quick one,
+``params.yaml`` itself) with a few keys changed. It trains through the ``metatrain`` stage script
+on a feature store (default: the committed one) and the validation episodes, into a temporary
+folder, untracked. The record is its best 5-way 1-shot
 validation accuracy (1000 validation episodes at the section's ``val_samples``) and its wall
 time. The test episodes are not read: what wins here is then run through ``dvc exp run``.
 """
@@ -20,14 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import h5py
 import yaml
 
-from metagmvae.profile import merge
+from metagmvae.profile import merge, profiled_params
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "mini_imagenet_5way"
+COMMITTED_STORE = Path("data/mini_imagenet/mini_imagenet.h5")
 VARIANTS = {  # name -> changed keys of metatrain.mini_imagenet_5way
-    "quick": {},
+    "unchanged": {},
     "steps_6000": {"steps": 6000},
     "lr_1e-3": {"lr": 1e-3},
     "lr_3e-4_cosine": {"lr": 3e-4, "lr_schedule": "cosine"},
@@ -41,14 +45,14 @@ VARIANTS = {  # name -> changed keys of metatrain.mini_imagenet_5way
 }
 
 
-def train(name: str, change: dict, work: Path) -> dict:
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
+def train(name: str, change: dict, work: Path, *, profile: str, store: Path) -> dict:
+    params = profiled_params(REPO / "params.yaml", profile, [])
     params["metatrain"][MODEL] = merge(params["metatrain"][MODEL], change, f"metatrain.{MODEL}.")
     params_file = work / f"{name}.yaml"
     params_file.write_text(yaml.safe_dump(params))
     out = work / name
     cmd = [sys.executable, "stages/metatrain.py", MODEL, "--params", str(params_file)]
-    cmd += ["--store", "data/mini_imagenet/mini_imagenet.h5", "--episodes", "data/mini_imagenet/episodes.h5"]
+    cmd += ["--store", str(store), "--episodes", "data/mini_imagenet/episodes.h5"]
     cmd += ["--out", str(out / "model"), "--plots", str(out / "plots"), "--train-curve", str(out / "train.csv")]
     cmd += ["--val-curve", str(out / "val.csv"), "--metrics", str(out / "metrics.json"), "--resume", str(out / "r")]
     tick = time.perf_counter()
@@ -68,17 +72,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"only these (default: all): {list(VARIANTS)}")
     parser.add_argument("--out", type=Path, help="write the records as JSON here")
+    parser.add_argument("--profile", default="quick", help="the profile whose section is varied")
+    parser.add_argument("--store", type=Path, default=COMMITTED_STORE)
     args = parser.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory(prefix="mini-tuning-") as tmp:
         for name in args.names or VARIANTS:
-            rows.append(train(name, VARIANTS[name], Path(tmp)))
+            rows.append(train(name, VARIANTS[name], Path(tmp), profile=args.profile, store=args.store))
             print(f"{name:<22} val 1-shot {rows[-1]['val_1shot']:6.2f}  {rows[-1]['wall_seconds']:6.1f} s", flush=True)
     if args.out:
-        features = subprocess.run(
+        features = subprocess.run(  # the commit of the committed store (dvc.lock); another store: its encoder
             ["git", "log", "-1", "--format=%h", "--", "dvc.lock"], cwd=REPO, capture_output=True, text=True
         ).stdout.strip()
-        args.out.write_text(json.dumps({"features_at": features, "variants": rows}, indent=2) + "\n")
+        features = features if args.store == COMMITTED_STORE else None
+        with h5py.File(args.store, "r") as store:
+            encoder = store.attrs["encoder_sha256"]
+        record = {"profile": args.profile, "features_at": features, "encoder_sha256": encoder, "variants": rows}
+        args.out.write_text(json.dumps(record, indent=2) + "\n")
     return 0
 
 

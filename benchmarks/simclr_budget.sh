@@ -11,23 +11,24 @@ out="${1:?usage: bash benchmarks/simclr_budget.sh OUT_DIR [RUN ...]}"
 shift
 mkdir -p "$out"
 p=pretrain.mini_imagenet
-base="--set $p.lr_schedule=constant --set $p.epochs=1000 --set $p.warmup_epochs=1 --minutes 2 5 10 15"
+constant="--set $p.lr_schedule=constant --set $p.epochs=1000 --set $p.warmup_epochs=1"
+base="$constant --minutes 2 5 10 15"
+short="$constant --minutes 2 5 10"
 px42="--set $p.image_size=42 --set $p.blocks=4"
 px32="--set $p.image_size=32 --set $p.blocks=4"
-short="--set $p.lr_schedule=constant --set $p.epochs=1000 --set $p.warmup_epochs=1 --minutes 2 5 10"
 declare -A RUNS=(
-  [px84_60pc_b256]="$base --set $p.train_per_class=60 --set $p.batch=256"
   [px84_600pc_b256]="$base --set $p.train_per_class=600 --set $p.batch=256"
   [px42_600pc_b256]="$base $px42 --set $p.train_per_class=600 --set $p.batch=256"
-  [px42_600pc_b512_lr2e-3]="$base $px42 --set $p.train_per_class=600 --set $p.batch=512 --set $p.lr=0.002"
-  [px42_600pc_b256_crop0.2]="$short $px42 --set $p.train_per_class=600 --set $p.batch=256 --set $p.crop_scale=[0.2,1.0]"
-  [px42_600pc_b256_lr3e-3]="$short $px42 --set $p.train_per_class=600 --set $p.batch=256 --set $p.lr=0.003"
-  [px42_600pc_b256_t0.2]="$short $px42 --set $p.train_per_class=600 --set $p.batch=256 --set $p.temperature=0.2"
   [px32_600pc_b256]="$short $px32 --set $p.train_per_class=600 --set $p.batch=256"
+  [px32_600pc_b256_lr3e-3]="$short $px32 --set $p.train_per_class=600 --set $p.batch=256 --set $p.lr=0.003"
+  [px32_600pc_b256_crop0.2]="$short $px32 --set $p.train_per_class=600 --set $p.batch=256 --set $p.crop_scale=[0.2,1.0]"
+  [px32_600pc_b256_t0.2]="$short $px32 --set $p.train_per_class=600 --set $p.batch=256 --set $p.temperature=0.2"
+  [px32_600pc_b512]="$short $px32 --set $p.train_per_class=600 --set $p.batch=512"
+  [px32_600pc_b256_fp32]="$constant --minutes 2 5 $px32 --set $p.train_per_class=600 --set $p.batch=256 --set $p.precision=fp32"
 )
 ORDER=(
-  px42_600pc_b256 px84_600pc_b256 px42_600pc_b256_lr3e-3 px42_600pc_b256_t0.2 px42_600pc_b256_crop0.2 px32_600pc_b256
-  px84_60pc_b256 px42_600pc_b512_lr2e-3
+  px42_600pc_b256 px32_600pc_b256 px32_600pc_b256_lr3e-3 px32_600pc_b256_crop0.2 px32_600pc_b256_t0.2 px32_600pc_b512
+  px32_600pc_b256_fp32 px84_600pc_b256
 )
 runs=("$@")
 [ ${#runs[@]} -gt 0 ] || runs=("${ORDER[@]}")

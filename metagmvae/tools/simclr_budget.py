@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     write_json(
-        args.out.with_suffix(".json"),
+        args.out.parent / f"{args.out.name}.json",  # not with_suffix: run names hold dots (crop0.2)
         {
             "machine": machine(rt.device),
             "profile": args.profile,

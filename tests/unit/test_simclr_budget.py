@@ -28,17 +28,17 @@ def test_budget_run_scores_the_random_encoder_and_every_snapshot(mini_store, tin
     )
     params_path = tmp_path / "params.yaml"
     params_path.write_text(yaml.safe_dump(params))
-    out = tmp_path / "budget" / "run"
+    out = tmp_path / "budget" / "run_t0.2"  # a dot in the run's name is part of the name
     simclr_budget.main(
         ["--params", str(params_path), "--images", str(data / "raw" / "images.h5"), "--episodes", str(episodes_path)]
         + ["--out", str(out), "--stats-per-class", "5"]
         + ["--minutes", "0", "1e-9", "--set", "pretrain.mini_imagenet.lr_schedule=constant"]
     )
-    record = json.loads(out.with_suffix(".json").read_text())
+    assert [p.name for p in (tmp_path / "budget").iterdir()] == ["run_t0.2.json"]
+    record = json.loads((tmp_path / "budget" / "run_t0.2.json").read_text())
     steps = [p["step"] for p in record["points"]]
     assert steps == [0, 1]  # the random encoder, then the first step passes both marks at once
     for point in record["points"]:
         for key in ("5way_1shot", "5way_5shot"):
             assert point[key]["episodes"] == 20 and 0 <= point[key]["accuracy"] <= 100
     assert record["pretrain_config"]["lr_schedule"] == "constant" and record["train_images"] == 100
-    assert not list((tmp_path / "budget").glob(".*"))  # the scratch folder is gone
