@@ -14,7 +14,6 @@ time. The test episodes are not read: what wins here is then run through ``dvc e
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -25,6 +24,7 @@ from pathlib import Path
 import h5py
 import yaml
 
+from metagmvae.io import read_json, write_json
 from metagmvae.profile import merge, profiled_params
 
 REPO = Path(__file__).resolve().parent.parent
@@ -45,8 +45,9 @@ VARIANTS = {  # name -> changed keys of metatrain.mini_imagenet_5way
 }
 
 
-def train(name: str, change: dict, work: Path, *, profile: str, store: Path) -> dict:
-    params = profiled_params(REPO / "params.yaml", profile, [])
+def train(name: str, change: dict, work: Path, *, params: dict, store: Path) -> dict:
+    """One variant: ``params`` (the profile's, unchanged) with ``change`` merged into the model's section."""
+    params = dict(params, metatrain=dict(params["metatrain"]))  # merge copies what it changes
     params["metatrain"][MODEL] = merge(params["metatrain"][MODEL], change, f"metatrain.{MODEL}.")
     params_file = work / f"{name}.yaml"
     params_file.write_text(yaml.safe_dump(params))
@@ -59,7 +60,7 @@ def train(name: str, change: dict, work: Path, *, profile: str, store: Path) -> 
     proc = subprocess.run(cmd, cwd=REPO, env=dict(os.environ, METAGMVAE_TRACKING="off"), capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{name} failed:\n{proc.stderr[-3000:]}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    metrics = read_json(out / "metrics.json")
     return {
         "name": name,
         "change": change,
@@ -75,20 +76,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="quick", help="the profile whose section is varied")
     parser.add_argument("--store", type=Path, default=COMMITTED_STORE)
     args = parser.parse_args(argv)
+    params = profiled_params(REPO / "params.yaml", args.profile, [])
     rows = []
     with tempfile.TemporaryDirectory(prefix="mini-tuning-") as tmp:
         for name in args.names or VARIANTS:
-            rows.append(train(name, VARIANTS[name], Path(tmp), profile=args.profile, store=args.store))
+            rows.append(train(name, VARIANTS[name], Path(tmp), params=params, store=args.store))
             print(f"{name:<22} val 1-shot {rows[-1]['val_1shot']:6.2f}  {rows[-1]['wall_seconds']:6.1f} s", flush=True)
     if args.out:
-        features = subprocess.run(  # the commit of the committed store (dvc.lock); another store: its encoder
-            ["git", "log", "-1", "--format=%h", "--", "dvc.lock"], cwd=REPO, capture_output=True, text=True
-        ).stdout.strip()
-        features = features if args.store == COMMITTED_STORE else None
+        features = None  # the commit of the committed store (dvc.lock); another store: its encoder only
+        if args.store == COMMITTED_STORE:
+            git_log = ["git", "log", "-1", "--format=%h", "--", "dvc.lock"]
+            features = subprocess.run(git_log, cwd=REPO, capture_output=True, text=True).stdout.strip()
         with h5py.File(args.store, "r") as store:
             encoder = store.attrs["encoder_sha256"]
         record = {"profile": args.profile, "features_at": features, "encoder_sha256": encoder, "variants": rows}
-        args.out.write_text(json.dumps(record, indent=2) + "\n")
+        write_json(args.out, record)
     return 0
 
 

@@ -137,6 +137,12 @@ def _fsync(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def with_extension(prefix: Path, extension: str) -> Path:
+    """``prefix`` with ``extension`` appended to its name (``runs/t0.2`` -> ``runs/t0.2.json``);
+    ``Path.with_suffix`` would replace the ``.2`` of a run name instead."""
+    return prefix.parent / f"{prefix.name}{extension}"
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON document at ``path``."""
     return json.loads(Path(path).read_text())

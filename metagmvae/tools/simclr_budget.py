@@ -31,7 +31,7 @@ from metagmvae.baselines import logistic_regression
 from metagmvae.data import mini_imagenet
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.evaluate import episode_accuracies, summarize
-from metagmvae.io import project_root, write_json
+from metagmvae.io import project_root, with_extension, write_json
 from metagmvae.pipeline.extract import encode_images
 from metagmvae.pretrain import pretrain
 from metagmvae.profile import profiled_params
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             flush=True,
         )
     write_json(
-        args.out.parent / f"{args.out.name}.json",  # not with_suffix: run names hold dots (crop0.2)
+        with_extension(args.out, ".json"),
         {
             "machine": machine(rt.device),
             "profile": args.profile,

@@ -16,7 +16,7 @@ import argparse
 from pathlib import Path
 
 from metagmvae import plots
-from metagmvae.io import read_json, write_json
+from metagmvae.io import read_json, with_extension, write_json
 
 KINDS = ("omniglot", "simclr")
 
@@ -41,9 +41,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--note", default="", help="what the study shows, stored with it")
     args = parser.parse_args(argv)
     runs = collect(args.runs)
-    write_json(args.out.with_suffix(".json"), {"kind": args.kind, "note": args.note, "runs": runs})
-    plots.study_figure(args.kind, runs, args.out.with_suffix(".png"))
-    print(f"{len(runs)} runs written to {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    json_path, png_path = with_extension(args.out, ".json"), with_extension(args.out, ".png")
+    write_json(json_path, {"kind": args.kind, "note": args.note, "runs": runs})
+    plots.study_figure(args.kind, runs, png_path)
+    print(f"{len(runs)} runs written to {json_path} and {png_path}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from metagmvae.config import ConfigError
 from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluate import summarize
-from metagmvae.io import project_root, read_json, write_json
+from metagmvae.io import project_root, read_json, with_extension, write_json
 from metagmvae.models import build_model
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.pipeline.evaluate import test_accuracies
@@ -138,9 +138,10 @@ def main(argv: list[str] | None = None) -> None:
         "points": points,
         "median_step_seconds": round(median_step, 5),
     }
-    write_json(args.out.with_suffix(".json"), record)
-    plots.accuracy_vs_time([record], references(dataset), args.out.with_suffix(".png"))
-    print(f"written to {args.out.with_suffix('.json')} and {args.out.with_suffix('.png')}")
+    json_path, png_path = with_extension(args.out, ".json"), with_extension(args.out, ".png")
+    write_json(json_path, record)
+    plots.accuracy_vs_time([record], references(dataset), png_path)
+    print(f"written to {json_path} and {png_path}")
 
 
 def references(dataset: str) -> dict:
