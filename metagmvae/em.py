@@ -89,6 +89,18 @@ def unsupervised_em(
         return pi, mu
 
 
+def component_sizes(z: torch.Tensor, pi: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
+    """How many of the points ``z`` ``[E, N, D]`` each fitted component holds: the responsibilities
+    under ``(pi [E, K], mu [E, K, D])`` summed over the points, ``[E, K]`` (each row sums to N).
+
+    A component that lost all its points during EM (where the official code would divide 0 by 0
+    and the ``EPS`` floors above keep it finite) holds about 0; the training loop logs the
+    smallest size per step so that this is seen, not silent."""
+    with torch.no_grad(), full_precision(z.device):
+        z, pi, mu = _fp32(z.detach(), pi, mu)
+        return (pi.clamp_min(EPS).log().unsqueeze(1) - 0.5 * squared_distances(z, mu)).softmax(-1).sum(1)
+
+
 def gmm_log_density(z: torch.Tensor, pi: torch.Tensor, mu: torch.Tensor) -> torch.Tensor:
     """``log sum_k pi_k N(z; mu_k, I)``: z ``[E, N, D]``, pi ``[E, K]``, mu ``[E, K, D]`` -> ``[E, N]``.
 

@@ -89,6 +89,7 @@ class History:
     loss: list[float] = field(default_factory=list)
     rec: list[float] = field(default_factory=list)
     kl: list[float] = field(default_factory=list)
+    min_component: list[float] = field(default_factory=list)  # fewest MC samples in an EM component
     val_step: list[int] = field(default_factory=list)
     val: dict[str, list[float]] = field(default_factory=dict)  # "1shot" -> accuracies (%)
 
@@ -264,7 +265,7 @@ def train(
     )
     for step, losses, seconds in training_steps(cfg, rt, model, optimizer, pool, gen, done):
         elapsed += seconds
-        unlogged.add(loss=losses.loss, rec=losses.rec, kl=losses.kl)
+        unlogged.add(loss=losses.loss, rec=losses.rec, kl=losses.kl, lowest={"min_component": losses.min_component})
         bar.update(1)
         if due(step, cfg.log_every, cfg.steps):
             _log_losses(step, unlogged.pop("train"), elapsed, history, run, bar)
@@ -287,7 +288,7 @@ def train(
 def _log_losses(step: int, means: dict[str, float], elapsed: float, history: History, run: Run, bar) -> None:
     """The mean loss terms since the last log line: into the history, MLflow and the bar."""
     history.step.append(step)
-    for term in ("loss", "rec", "kl"):
+    for term in ("loss", "rec", "kl", "min_component"):
         getattr(history, term).append(means[f"train/{term}"])
     run.log_metrics(means | {"train/seconds": elapsed}, step=step)
     bar.set_postfix({term: f"{means[f'train/{term}']:.2f}" for term in ("loss", "rec", "kl")}, refresh=False)

@@ -19,11 +19,14 @@ from metagmvae.models.set_encoder import SetEncoder
 
 @dataclass
 class Losses:
-    """Per-step objective: ``loss = rec + kl`` (averaged over episodes, points and samples)."""
+    """Per-step objective: ``loss = rec + kl`` (averaged over episodes, points and samples), and
+    ``min_component``: the fewest Monte-Carlo samples any component of any episode's EM prior
+    holds (:func:`metagmvae.em.component_sizes`; about 0 when a component emptied)."""
 
     loss: torch.Tensor
     rec: torch.Tensor
     kl: torch.Tensor
+    min_component: torch.Tensor
 
 
 class MetaGMVAE(nn.Module):
@@ -131,7 +134,8 @@ class MetaGMVAE(nn.Module):
         out = self.decoder(decoded.reshape(b * m * s_rec, -1))
         target = x.unsqueeze(2).expand(b, m, s_rec, *x.shape[2:]).reshape(b * m * s_rec, *x.shape[2:])
         rec = self.decoder.nll(out.float(), target).mean()
-        return Losses(loss=rec + kl, rec=rec, kl=kl)
+        smallest = em.component_sizes(flat, pi, mu).min()
+        return Losses(loss=rec + kl, rec=rec, kl=kl, min_component=smallest)
 
     def encode(self, items: torch.Tensor, chunk: int = 4096) -> torch.Tensor:
         """Encoder tokens of class-structured items: ``[C, n, *input_shape] -> [C, n, d]``, no gradient.

@@ -204,3 +204,15 @@ def test_semi_supervised_em_refuses_zero_iterations():
     z = torch.randn(1, 4, 2)
     with pytest.raises(ValueError, match="semi-supervised EM needs at least one iteration, got 0"):
         em.semi_supervised_em(z, torch.tensor([[0, 0, 1, 1]]), z, 2, 0)
+
+
+def test_component_sizes_count_the_points_each_component_holds_and_an_emptied_one_holds_none():
+    gen = torch.Generator().manual_seed(0)
+    z = torch.cat([torch.randn(1, 30, 4, generator=gen) - 5.0, torch.randn(1, 10, 4, generator=gen) + 5.0], 1)
+    pi = torch.tensor([[0.5, 0.3, 0.2]])
+    mu = torch.tensor([[[-5.0] * 4, [5.0] * 4, [500.0] * 4]])  # the third is far from every point
+    sizes = em.component_sizes(z, pi, mu)
+    assert sizes.shape == (1, 3)
+    torch.testing.assert_close(sizes, torch.tensor([[30.0, 10.0, 0.0]]), atol=1e-3, rtol=0)
+    emptied = em.component_sizes(z, torch.tensor([[0.6, 0.4, 0.0]]), mu)  # pi_k = 0: the EPS floor
+    assert torch.isfinite(emptied).all() and emptied[0, 2] < 1e-6 and float(emptied.sum()) == pytest.approx(40.0)

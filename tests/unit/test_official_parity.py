@@ -19,6 +19,7 @@ from conftest import REPO
 
 from metagmvae import em
 from metagmvae.models import build_model
+from metagmvae.models.official import our_name, to_our_state_dict
 
 FIXTURE = REPO / "tests" / "data" / "official_parity"
 COMMIT = "7962392eea8a60b2b00a03f14021610b2e12e1ae"
@@ -30,25 +31,6 @@ ZERO_GRADIENT = {
     *(f"decoder.decoder.{i}.bias" for i in (0, 3, 6)),
     *(f"q_z_given_x_net.{i}.mab.fc_k.bias" for i in (0, 1)),
 }
-OFFICIAL_CONSTANTS = {"log_norm_constant", "uniform_pi"}
-
-
-def our_name(official: str) -> str:
-    """The fixture README's name mapping: official ``state_dict`` name -> ours."""
-    parts = official.split(".")
-    if parts[0] == "encoder":  # encoder.encoder.<4 * block + {0: conv, 1: bn}>.<p>
-        index = int(parts[2])
-        return f"encoder.net.{index // 4}.{index % 4}.{parts[3]}"
-    if parts[0] == "q_z_given_x_net":
-        if parts[1] == "2":
-            return f"head.{parts[2]}"
-        layer = {"fc_q": "to_q", "fc_k": "to_k", "fc_v": "to_v", "fc_o": "ff"}[parts[3]]
-        return f"set_encoder.{parts[1]}.{layer}.{parts[4]}"
-    if parts[0] == "proj":
-        return f"decoder.mlp.{parts[1]}.{parts[2]}"
-    if parts[0] == "decoder":
-        return f"decoder.deconv.{parts[2]}.{parts[3]}"
-    raise KeyError(official)
 
 
 @pytest.fixture(scope="module")
@@ -63,11 +45,8 @@ def official_model(fixture: dict) -> torch.nn.Module:
     """Our Omniglot model (the committed params.yaml's architecture) holding the fixture's weights."""
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     model = build_model(params["metatrain"]["omniglot_5way"]["model"])
-    weights = {
-        our_name(key.removeprefix("weights/")): torch.from_numpy(value)
-        for key, value in fixture.items()
-        if key.startswith("weights/") and key.removeprefix("weights/") not in OFFICIAL_CONSTANTS
-    }
+    official = {k.removeprefix("weights/"): torch.from_numpy(v) for k, v in fixture.items() if k.startswith("weights/")}
+    weights = to_our_state_dict(official)
     model.load_state_dict(weights, strict=True)  # every one of our tensors has its counterpart
     return model
 

@@ -16,10 +16,22 @@ def test_paper_profile_gives_the_official_settings():
     for name, points in (("omniglot_5way", 200), ("omniglot_20way", 300)):
         cfg = parse_section(paper, "metatrain", name)  # validates the merged section
         assert (cfg.batch, cfg.points, cfg.samples, cfg.steps, cfg.lr) == (4, points, 32, 60000, 1e-3)
-        assert cfg.train_em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "auto"
+        assert cfg.train_em_iters == 10 and cfg.weight_decay == 1e-6 and cfg.precision == "fp32"
         assert cfg.samples_decoder == cfg.samples  # the official estimator
     assert paper["episodes"]["omniglot"]["val"] == {**PARAMS["episodes"]["omniglot"]["val"], "episodes": 1000}
     assert PARAMS["metatrain"]["omniglot_5way"]["batch"] == 1  # the base is not modified
+
+
+def test_paper_profile_states_its_precision_in_every_section():
+    """fp32 everywhere, never `auto` (which picks bf16 on hardware with native bf16)."""
+    paper = merge(PARAMS, load_profile("paper"))
+    stated = {
+        f"{stage}.{name}": section["precision"]
+        for stage, sections in paper.items()
+        for name, section in sections.items()
+        if isinstance(section, dict) and "precision" in section
+    }
+    assert len(stated) >= 10 and set(stated.values()) == {"fp32"}, stated
 
 
 def test_paper_profile_gives_the_official_mini_imagenet_settings():

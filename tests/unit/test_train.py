@@ -273,6 +273,10 @@ def test_best_checkpoint_per_shot_and_history(setup, tmp_path):
     summary = run_training(setup, tmp_path / "m", tmp_path / "r")
     history = json.loads((tmp_path / "m" / "history.json").read_text())
     assert history["step"] == [2, 4, 6] and history["val_step"] == [3, 6]
+    cfg = setup[0]
+    points = cfg.points * cfg.samples  # MC samples in one episode's EM
+    assert len(history["min_component"]) == 3
+    assert all(0.0 <= size <= points / cfg.way for size in history["min_component"]), history
     for shot in (1, 5):
         state = checkpoint.load(tmp_path / "m" / f"best_{shot}shot.pt")
         assert state["val_accuracy"] == max(history["val"][f"{shot}shot"])
