@@ -27,12 +27,8 @@ def check_gradients(step: int, parameters) -> None:
     check_finite(step, {"gradient norm": torch.nn.utils.clip_grad_norm_(parameters, math.inf)})
 
 
-def _scalar(value) -> float:
-    return value.item() if isinstance(value, torch.Tensor) else float(value)
-
-
 class RunningMeans:
-    """Means of scalar loss terms (and minima of others) over the steps since the last log line.
+    """Means of scalar loss terms over the steps since the last log line.
 
     ``state_dict()`` / ``load_state_dict()`` carry the partial sums through a resume, since checkpoints
     need not fall on log steps.
@@ -40,30 +36,26 @@ class RunningMeans:
 
     def __init__(self):
         self.sums: dict[str, float] = {}
-        self.minima: dict[str, float] = {}
         self.count = 0
 
-    def add(self, lowest: dict | None = None, **terms) -> None:
-        """Add one step's values (0-dim tensors or floats): ``terms`` are averaged, the values of
-        ``lowest`` kept at their minimum."""
+    def add(self, **terms) -> None:
+        """Add one step's values (0-dim tensors or floats)."""
         for name, value in terms.items():
-            self.sums[name] = self.sums.get(name, 0.0) + _scalar(value)
-        for name, value in (lowest or {}).items():
-            self.minima[name] = min(self.minima.get(name, math.inf), _scalar(value))
+            value = value.item() if isinstance(value, torch.Tensor) else float(value)
+            self.sums[name] = self.sums.get(name, 0.0) + value
         self.count += 1
 
     def pop(self, prefix: str) -> dict[str, float]:
-        """``{"<prefix>/<term>": mean or minimum}``, and start over."""
-        out = {f"{prefix}/{name}": total / self.count for name, total in self.sums.items()}
-        out |= {f"{prefix}/{name}": low for name, low in self.minima.items()}
-        self.sums, self.minima, self.count = {}, {}, 0
-        return out
+        """``{"<prefix>/<term>": mean}``, and start over."""
+        means = {f"{prefix}/{name}": total / self.count for name, total in self.sums.items()}
+        self.sums, self.count = {}, 0
+        return means
 
     def state_dict(self) -> dict:
-        return {"sums": dict(self.sums), "minima": dict(self.minima), "count": self.count}
+        return {"sums": dict(self.sums), "count": self.count}
 
     def load_state_dict(self, state: dict) -> None:
-        self.sums, self.minima, self.count = dict(state["sums"]), dict(state.get("minima", {})), state["count"]
+        self.sums, self.count = dict(state["sums"]), state["count"]
 
 
 def due(step: int, every: int, last: int) -> bool:

@@ -198,6 +198,28 @@ def training_steps(
         yield step, losses, time.perf_counter() - tick
 
 
+class RunningMinimum:
+    """The smallest value since the last log line; its state goes through a resume like
+    :class:`metagmvae.loop.RunningMeans`' (checkpoints need not fall on log steps)."""
+
+    def __init__(self):
+        self.value = math.inf
+
+    def add(self, value) -> None:
+        self.value = min(self.value, float(value))
+
+    def pop(self) -> float:
+        """The minimum since the last pop, and start over."""
+        value, self.value = self.value, math.inf
+        return value
+
+    def state_dict(self) -> dict[str, float]:
+        return {"value": self.value}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.value = state["value"]
+
+
 class BestCheckpoints:
     """The best validation accuracy per shot so far and its checkpoint, kept in the resume folder
     (so a resumed run keeps its selection); a later step replaces it only when strictly better."""
@@ -250,8 +272,9 @@ def train(
     resume = resume_folder(cfg, out_dir, resume_root)
     model, optimizer, gen = start_training(cfg, rt)
     best, unlogged = BestCheckpoints(cfg, resume.path), RunningMeans()  # loss terms since the last log line
+    smallest = RunningMinimum()  # the smallest EM component since the last log line
     stateful = {"model": model, "optimizer": optimizer, "generator": gen, "torch_rng": GlobalTorchRNG()}
-    stateful |= {"best": best, "unlogged": unlogged}  # checkpoints need not fall on log steps
+    stateful |= {"best": best, "unlogged": unlogged, "smallest": smallest}  # checkpoints need not fall on log steps
     history, done, elapsed = History(), 0, 0.0
     if (saved := resume.restore(rt.device, stateful)) is not None:
         history, done, elapsed = History(**saved["history"]), saved["step"], saved["elapsed"]
@@ -265,10 +288,12 @@ def train(
     )
     for step, losses, seconds in training_steps(cfg, rt, model, optimizer, pool, gen, done):
         elapsed += seconds
-        unlogged.add(loss=losses.loss, rec=losses.rec, kl=losses.kl, lowest={"min_component": losses.min_component})
+        unlogged.add(loss=losses.loss, rec=losses.rec, kl=losses.kl)
+        smallest.add(losses.min_component)
         bar.update(1)
         if due(step, cfg.log_every, cfg.steps):
-            _log_losses(step, unlogged.pop("train"), elapsed, history, run, bar)
+            means = unlogged.pop("train") | {"train/min_component": smallest.pop()}
+            _log_losses(step, means, elapsed, history, run, bar)
         if due(step, cfg.val_every, cfg.steps):
             accs = validation_accuracy(model, cfg, rt, val_data, val_episodes, cfg.seed + step)
             _record_validation(step, accs, model, history, best, run, bar)

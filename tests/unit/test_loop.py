@@ -15,19 +15,7 @@ def test_running_means_average_since_the_last_pop_and_survive_a_resume():
     resumed.load_state_dict(means.state_dict())
     resumed.add(loss=torch.tensor(8.0))
     assert resumed.pop("vae") == {"vae/loss": 6.0}
-    assert means.state_dict() == {"sums": {"loss": 4.0}, "minima": {}, "count": 1}, "the saved state is a copy"
-
-
-def test_running_minima_keep_the_lowest_value_since_the_last_pop_and_survive_a_resume():
-    means = RunningMeans()
-    for loss, size in [(1.0, 9.0), (3.0, 0.5), (2.0, 4.0)]:
-        means.add(loss=loss, lowest={"min_component": torch.tensor(size)})
-    resumed = RunningMeans()
-    resumed.load_state_dict(means.state_dict())
-    resumed.add(loss=6.0, lowest={"min_component": 2.0})
-    assert resumed.pop("train") == {"train/loss": 3.0, "train/min_component": 0.5}
-    resumed.add(loss=1.0, lowest={"min_component": 7.0})
-    assert resumed.pop("train") == {"train/loss": 1.0, "train/min_component": 7.0}, "a pop starts over"
+    assert means.state_dict() == {"sums": {"loss": 4.0}, "count": 1}, "the saved state is a copy"
 
 
 def test_due_every_n_steps_and_at_the_last():

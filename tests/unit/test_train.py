@@ -292,3 +292,15 @@ def test_nan_loss_stops_with_step_and_term(setup, tmp_path, monkeypatch):
     with pytest.raises(NonFiniteLossError, match=r"step 1: (loss|rec|kl) is not finite"):
         train.train(cfg, rt, bad_pool, val, val_eps, tmp_path / "m", tmp_path / "r", Run(None), progress=False)
     assert not (tmp_path / "m").exists()
+
+
+def test_running_minimum_keeps_the_lowest_value_since_the_last_pop_and_survives_a_resume():
+    smallest = train.RunningMinimum()
+    for size in (9.0, 0.5, torch.tensor(4.0)):
+        smallest.add(size)
+    resumed = train.RunningMinimum()
+    resumed.load_state_dict(smallest.state_dict())
+    resumed.add(2.0)
+    assert resumed.pop() == 0.5
+    resumed.add(7.0)
+    assert resumed.pop() == 7.0, "a pop starts over"
