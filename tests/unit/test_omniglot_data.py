@@ -138,3 +138,20 @@ def test_preprocessing_inverts_and_resizes():
     assert out.shape == (28, 28) and out.dtype == np.uint8
     assert out[14, 13] >= 250  # inside the bar: ink (Lanczos may undershoot by a level or two)
     assert out[14, 2] == 0 and out[14, 25] == 0  # background
+
+
+@pytest.mark.parametrize("official_filter", [Image.Resampling.LANCZOS, Image.Resampling.BILINEAR])
+def test_nearest_filter_gives_the_official_binary_arrays(tiny_sources, official_filter):
+    """The official 28 x 28 arrays come from resizing the mode-"1" PNGs, which Pillow does by
+    nearest neighbour whatever filter is asked: `resize_filter: nearest` gives exactly those
+    binary images (inverted), while `lanczos` gives 8-bit grey with ringing."""
+    with zipfile.ZipFile(tiny_sources / "images_background.zip") as zf:
+        png = next(zf.read(n) for n in sorted(zf.namelist()) if n.endswith(".png"))
+    with Image.open(io.BytesIO(png)) as img:
+        assert img.mode == "1"
+        official = 255 - np.asarray(img.resize((28, 28), resample=official_filter).convert("L"))
+    ours = omniglot.preprocess_png(png, 28, "nearest")
+    np.testing.assert_array_equal(ours, official)
+    assert set(np.unique(ours)) <= {0, 255}
+    grey = omniglot.preprocess_png(png, 28, "lanczos")
+    assert len(np.unique(grey)) > 2
