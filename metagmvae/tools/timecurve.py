@@ -136,12 +136,26 @@ def main(argv: list[str] | None = None) -> None:
         "train_config": cfg.model_dump(),
         "evaluation": {"samples": ecfg.test_samples, "em_iters": ecfg.test_em_iters, "precision": erl.precision},
         "points": points,
+        "best_on_validation": best_on_validation(points),
         "median_step_seconds": round(median_step, 5),
     }
+    for key, best in record["best_on_validation"].items():
+        print(f"kept on validation {key}: step {best['step']} (test {best['test'][key]['accuracy']:.2f})", flush=True)
     json_path, png_path = with_extension(args.out, ".json"), with_extension(args.out, ".png")
     write_json(json_path, record)
     plots.accuracy_vs_time([record], references(dataset), png_path)
     print(f"written to {json_path} and {png_path}")
+
+
+def best_on_validation(points: list[dict]) -> dict[str, dict]:
+    """Per validation setting, the snapshot a pipeline run keeps (the earliest with the highest
+    validation accuracy, as :class:`metagmvae.train.BestCheckpoints` does), not the last one:
+    ``{setting: {"step", "minutes", "val", "test"}}``."""
+    out = {}
+    for key in points[0]["val"] if points else []:
+        best = max(points, key=lambda p: (p["val"][key]["accuracy"], -p["step"]))
+        out[key] = {"step": best["step"], "minutes": best["minutes"], "val": best["val"][key], "test": best["test"]}
+    return out
 
 
 def references(dataset: str) -> dict:

@@ -70,10 +70,23 @@ def test_command_writes_a_record_and_a_figure(store, tmp_path):
         assert set(point["val"]) == {"5way_1shot"} and point["val"]["5way_1shot"]["episodes"] == 4
         for key in ("5way_1shot", "5way_5shot"):
             assert point["test"][key]["episodes"] == 6 and 0 <= point["test"][key]["accuracy"] <= 100
+    kept = record["best_on_validation"]["5way_1shot"]
+    best_val = max(p["val"]["5way_1shot"]["accuracy"] for p in record["points"])
+    assert kept["val"]["accuracy"] == best_val
+    assert kept["test"] == next(p["test"] for p in record["points"] if p["step"] == kept["step"])
     cfg = record["train_config"]
     assert (cfg["lr_schedule"], cfg["samples_decoder"], cfg["lr"]) == ("cosine", 1, 0.002)
     assert record["machine"]["device"] == "cpu" and record["store"]["resize_filter"] == "lanczos"
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_kept_snapshot_is_the_earliest_best_on_validation_not_the_last():
+    def point(step, val):
+        return {"step": step, "minutes": step / 100, "val": {"5way_1shot": {"accuracy": val}}, "test": {"t": step}}
+
+    points = [point(500, 70.0), point(1000, 78.0), point(1500, 78.0), point(2000, 66.0)]
+    kept = timecurve.best_on_validation(points)["5way_1shot"]
+    assert (kept["step"], kept["test"]) == (1000, {"t": 1000})
 
 
 def test_an_override_of_a_key_that_does_not_exist_is_refused():
