@@ -106,6 +106,9 @@ def problems(exc: ValidationError, schema: Any, where: str = "") -> list[str]:
             found.append(f"{path} = {value!r}: {_constraint(kind, ctx, err['msg'])}")
     for parent, (owner, keys) in unknown.items():
         renamed = owner.RENAMED if owner else {}
+        for key in keys:  # a misspelled key: its "did you mean" says what the "missing" would
+            for match in difflib.get_close_matches(key, list(owner.model_fields) if owner else [], n=1):
+                found = [f for f in found if f != f"{parent}.{match}: missing"]
         for key in (key for key in keys if key in renamed):
             found.append(f"{parent}.{key}: this key is now called {renamed[key]!r}; rename it")
         if others := sorted(key for key in keys if key not in renamed):

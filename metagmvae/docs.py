@@ -10,6 +10,7 @@ The blocks and their records:
     results     README.md           Meta-GMVAE, the paper and every method per setting: metrics/*.json,
                                     metrics/related/*.json (the runs named in params.yaml's `related`)
     headline    README.md           where Meta-GMVAE stands against the paper and the baselines: the same
+    quick-time  README.md           the quick profile's time: metrics/time/*.json
     profiles    README.md           time and accuracy per profile: metrics/time/*.json, metrics/*.json,
                                     benchmarks/cpu_profile_mini_imagenet.json
     report      docs/results.md     every table of metrics/report.md (the `report` stage), without its
@@ -107,6 +108,22 @@ def _accuracy(results: dict, dataset: str, setting: str = "5way_1shot") -> str:
     return NOT_MEASURED if res is None else f"{res['accuracy']:.2f}"
 
 
+def _stage_times(repo: Path) -> list[dict]:
+    return [json.loads(p.read_text()) for p in sorted((repo / "metrics" / "time").glob("*.json"))]
+
+
+def quick_time_block(repo: Path) -> str:
+    """The quick profile's measured time: the sum of its stages' last runs, and the machine."""
+    times = _stage_times(repo)
+    if not times:
+        return f"The quick profile's time: {NOT_MEASURED}."
+    devices = ", ".join(sorted({t["device"] for t in times}))
+    return (
+        f"Its stages took **{_minutes(sum(t['seconds'] for t in times))}** in all on the machine that ran them last "
+        f"({devices}; the sum of `metrics/time/*.json`, per stage in [docs/results.md](docs/results.md))."
+    )
+
+
 def profiles_block(repo: Path) -> str:
     """Per profile: what it is, its measured time and Meta-GMVAE's 5-way 1-shot accuracy, with
     the record each number comes from."""
@@ -114,11 +131,7 @@ def profiles_block(repo: Path) -> str:
         "| profile | what | measured time | Meta-GMVAE 5-way 1-shot: Omniglot / Mini-ImageNet | record |",
         "|---|---|---|---|---|",
     ]
-    times = [json.loads(p.read_text()) for p in sorted((repo / "metrics" / "time").glob("*.json"))]
-    quick_time = NOT_MEASURED
-    if times:
-        devices = sorted({t["device"] for t in times})
-        quick_time = f"{_minutes(sum(t['seconds'] for t in times))} (sum of its stages; {', '.join(devices)})"
+    quick_time = "[above](#run-it)" if _stage_times(repo) else NOT_MEASURED
     results = _results(repo)
     quick = f"{_accuracy(results, 'omniglot')} / {_accuracy(results, 'mini_imagenet')}"
     rows.append(f"| quick (`params.yaml`) | the whole pipeline, both datasets | {quick_time} | {quick} | `metrics/` |")
@@ -156,6 +169,7 @@ GENERATORS: dict[str, Callable[[Path], str]] = {
     "results": results_block,
     "headline": headline_block,
     "profiles": profiles_block,
+    "quick-time": quick_time_block,
     "report": report_block,
     "parameters": parameters_block,
 }

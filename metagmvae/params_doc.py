@@ -9,6 +9,7 @@ models of ``metatrain``, the runs of one related method) share one table, a valu
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import re
@@ -73,10 +74,14 @@ def type_text(annotation: Any, metadata: list[Any] = ()) -> str:
     return ", ".join([text, *checks(annotation, metadata)])
 
 
+@functools.cache
 def field_comments(schema: type[BaseModel]) -> dict[str, str]:
-    """``{field: the comment on its line}`` over the classes ``schema`` inherits its fields from."""
+    """``{field: the comment on its line}`` over the project's classes ``schema`` inherits its
+    fields from."""
     found: dict[str, str] = {}
     for cls in reversed(schema.__mro__):
+        if not cls.__module__.startswith("metagmvae"):
+            continue
         try:
             source = inspect.getsource(cls)
         except (OSError, TypeError):

@@ -1,6 +1,7 @@
 """Bad input and impossible parameters: a clear error naming the problem, and no output."""
 
 import copy
+import subprocess
 
 import pytest
 import yaml
@@ -205,7 +206,6 @@ def test_missing_source_is_named_and_nothing_is_written(tmp_path):
 
 
 def test_the_download_stage_names_a_modified_archive_in_one_message_without_a_traceback(tiny_sources, tmp_path):
-    import subprocess
 
     from conftest import TINY_CHARACTERS, tiny_members, write_zip
     from stage_runs import make_project, stage_command, stage_env
@@ -232,3 +232,16 @@ def test_the_download_stage_names_a_modified_archive_in_one_message_without_a_tr
     assert proc.stderr.startswith("download.py: error: images_background.zip: no source gave a valid copy:\n")
     assert f"  {mirror}/images_background.zip: content digest " in proc.stderr  # the source file, named once
     assert ".tmp" not in proc.stderr and sorted(p.name for p in project.iterdir()) == ["params.yaml"]
+
+
+def test_a_stage_run_out_of_order_names_the_missing_input_in_one_line(tmp_path):
+    """`evaluate@omniglot` before anything was built: one line naming the store, exit status 2."""
+    from stage_runs import make_project, stage_command, stage_env
+
+    project = make_project(tmp_path / "p", yaml.safe_load((REPO / "params.yaml").read_text()), {})
+    proc = subprocess.run(
+        stage_command(project, "evaluate@omniglot"), cwd=project, env=stage_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "not found" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]  # nothing written
