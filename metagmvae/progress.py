@@ -6,26 +6,28 @@ import sys
 
 from tqdm import tqdm
 
-LOG_LINES = 20
-"""Redraws of a bar of known length outside a terminal (DVC, CI logs)."""
+
+class Progress(tqdm):
+    """``tqdm`` whose position is current while it is iterated: tqdm's own iterator counts in a
+    local variable and writes it back only when it redraws, so a line written with ``bar.write``
+    mid-loop (a validation line in a log) redrew the bar at a stale step (``0/1200`` at step 800).
+    The count includes the step being run."""
+
+    def __iter__(self):
+        if self.disable:
+            yield from self.iterable
+            return
+        for item in self.iterable:
+            self.update(1)
+            yield item
 
 
 def progress(iterable=None, **kwargs) -> tqdm:
-    """``tqdm`` with a redraw interval of 0.5 s on a terminal; otherwise (DVC, CI logs) a redraw
-    every 1/``LOG_LINES`` of a bar of known length, so a log never shows ``0/1200`` while the
-    loop is at step 800, and every 30 s for a bar of unknown length.
+    """``tqdm`` with a redraw interval of 0.5 s on a terminal and 30 s otherwise (DVC, CI logs).
 
     Set postfixes with ``bar.set_postfix(..., refresh=False)``: they then show at the next
     redraw instead of forcing one (by default every call redraws, a log line each in a file).
     """
+    kwargs.setdefault("mininterval", 0.5 if sys.stderr.isatty() else 30.0)
     kwargs.setdefault("dynamic_ncols", True)
-    if sys.stderr.isatty():
-        kwargs.setdefault("mininterval", 0.5)
-        return tqdm(iterable, **kwargs)
-    total = kwargs.get("total", len(iterable) if hasattr(iterable, "__len__") else None)
-    if total:  # a log line every twentieth of the way, however fast or slow the steps are
-        kwargs.setdefault("miniters", max(1, total // LOG_LINES))
-        kwargs.setdefault("mininterval", 0.0)
-    else:
-        kwargs.setdefault("mininterval", 30.0)
-    return tqdm(iterable, **kwargs)
+    return Progress(iterable, **kwargs)
