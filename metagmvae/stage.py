@@ -45,7 +45,7 @@ prints the message alone; any other exception keeps its traceback."""
 def parser(doc: str) -> argparse.ArgumentParser:
     """A stage's command line: ``--params`` and ``--clock`` (where its wall time is recorded)."""
     out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
-    out.add_argument("--params", type=Path, default=Path("params.yaml"))
+    out.add_argument("--params", type=Path, default=Path("params.yaml"), help="the parameter file")
     out.add_argument("--clock", type=Path, help="write the stage's wall-time record here (dvc.yaml: metrics/time/)")
     return out
 
