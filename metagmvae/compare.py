@@ -1,11 +1,11 @@
 """Paired comparison of two runs on the same fixed test episodes.
 
-    python -m metagmvae.compare                       # HEAD against the workspace, every result
-    python -m metagmvae.compare HEAD~1 HEAD           # two commits
-    python -m metagmvae.compare ts-1 ts-20            # two DVC experiments (names from `dvc exp show`)
-    python -m metagmvae.compare main ts-1 --dataset omniglot --method meta_gmvae --setting 5way_5shot
-    python -m metagmvae.compare --methods logistic_regression meta_gmvae   # b against a in one revision
-    python -m metagmvae.compare HEAD ts-1 --out docs/compare   # also comparison.json, comparison.png (MLflow)
+    metagmvae compare                       # HEAD against the workspace, every result
+    metagmvae compare HEAD~1 HEAD           # two commits
+    metagmvae compare ts-1 ts-20            # two DVC experiments (names from `dvc exp show`)
+    metagmvae compare main ts-1 --dataset omniglot --method meta_gmvae --setting 5way_5shot
+    metagmvae compare --methods logistic_regression meta_gmvae   # b against a in one revision
+    metagmvae compare HEAD ts-1 --out docs/compare   # also comparison.json, comparison.png (MLflow)
 
 Reads the per-episode results (:mod:`metagmvae.episode_results`, ``metrics/**/episodes/*.json``)
 at each revision, as ``dvc metrics diff`` reads metrics, and prints for every dataset, method and
@@ -13,7 +13,8 @@ setting present on both sides: both mean accuracies, the mean of the per-episode
 ``b - a`` with its 95% paired-t confidence interval (:mod:`metagmvae.stats`), the half-width of
 the unpaired interval for contrast, and the fractions of episodes that improved and got worse.
 It refuses (exit status 1, nothing printed on stdout) when any compared setting was scored on
-different episodes: the digests in the two files differ.
+different episodes: the digests in the two files differ. A revision or experiment that does not
+exist, or nothing in common to compare, is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from metagmvae import command
 from metagmvae.data.episodes import parse_episode_key
 from metagmvae.episode_results import SettingResult, Table, is_results_path, merge
 from metagmvae.revisions import WORKSPACE, Revision, list_files, read_text, resolve
@@ -213,9 +215,15 @@ def add_selection_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("revisions", nargs="*", help="a [b]: git revisions, DVC experiment names or 'workspace'")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``metagmvae compare``: exit status 0, 1 when the two sides were scored on different
+    episodes, 2 (one line) for an unknown revision or experiment or nothing to compare."""
+    parser = command.parser(__doc__, prog or "metagmvae compare")
+    parser.add_argument(
+        "revisions",
+        nargs="*",
+        help="a [b]: git revisions, DVC experiment names or 'workspace' (default: HEAD workspace)",
+    )
     parser.add_argument("--methods", nargs=2, metavar=("A", "B"), help="compare method B against A in one revision")
     add_selection_arguments(parser)
     parser.add_argument("--out", type=Path, help="also write comparison.json and comparison.png here (and to MLflow)")
@@ -246,9 +254,11 @@ def main(argv: list[str] | None = None) -> int:
         if not rows:
             raise ValueError(f"nothing to compare: no per-episode results common to {what} (metrics/**/episodes/)")
         refuse_differing_episodes(rows)
-    except ValueError as exc:
+    except EpisodesDiffer as exc:
         print(exc, file=sys.stderr)
         return 1
+    except ValueError as exc:
+        return command.fail(parser.prog, exc)
     print(json.dumps(as_records(rows), indent=2) if args.json else format_rows(rows, a_label, b_label))
     if args.out:
         write_outputs(rows, a_label, b_label, args.out)

@@ -10,13 +10,14 @@ naming the key, the value and what is allowed, e.g.
 
 from __future__ import annotations
 
+import difflib
 import functools
 import hashlib
 import json
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
@@ -105,13 +106,29 @@ def problems(exc: ValidationError, schema: Any, where: str = "") -> list[str]:
             found.append(f"{path} = {value!r}: {_constraint(kind, ctx, err['msg'])}")
     for parent, (owner, keys) in unknown.items():
         renamed = owner.RENAMED if owner else {}
+        for key in keys:  # a misspelled key: its "did you mean" says what the "missing" would
+            for match in difflib.get_close_matches(key, list(owner.model_fields) if owner else [], n=1):
+                found = [f for f in found if f != f"{parent}.{match}: missing"]
         for key in (key for key in keys if key in renamed):
             found.append(f"{parent}.{key}: this key is now called {renamed[key]!r}; rename it")
         if others := sorted(key for key in keys if key not in renamed):
             items = owner.ITEMS if owner else "key"
             allowed = f"; allowed: {sorted(owner.model_fields)}" if owner else ""
-            found.append(f"{parent or 'params.yaml'}: unknown {items}(s) {others}{allowed}")
+            hint = _suggestions(others, owner.model_fields if owner else ())
+            found.append(f"{parent or 'params.yaml'}: unknown {items}(s) {others}{hint}{allowed}")
     return found
+
+
+def _suggestions(unknown: list[str], known: Iterable[str]) -> str:
+    """`` (did you mean 'steps'?)`` for one misspelled key, `` (did you mean 'stpes' -> 'steps',
+    ...)`` for several; ``""`` when no known key is close."""
+    close = {key: difflib.get_close_matches(key, list(known), n=1) for key in unknown}
+    pairs = [(key, found[0]) for key, found in close.items() if found]
+    if not pairs:
+        return ""
+    if len(unknown) == 1:
+        return f" (did you mean {pairs[0][1]!r}?)"
+    return " (did you mean " + ", ".join(f"{key!r} -> {match!r}" for key, match in pairs) + ")"
 
 
 EXPECTED = {

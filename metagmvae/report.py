@@ -1,8 +1,7 @@
 """The results report: every dataset/way/shot with accuracy and CI, the paper's value and the
 difference, the baselines, wall time per stage, device and commit.
 
-    python -m metagmvae.report                    # write metrics/report.md (the `report` stage)
-    python -m metagmvae.report --readme README.md # copy its results tables into the README
+    metagmvae report            # write metrics/report.md (what the `report` stage runs)
 
 Beside each dataset's results: the paired differences of every result against the revision in
 ``report.baseline`` of params.yaml (``HEAD``: the previous commit, as the stage runs before the
@@ -10,30 +9,35 @@ commit it belongs to; any revision or DVC experiment name), read from the per-ep
 (:mod:`metagmvae.compare`), and the cross-way results (a model tested at another way than its
 own) against the model trained at that way, on the same episodes.
 
-The README holds the results tables between ``<!-- results:begin -->`` and
-``<!-- results:end -->``, copied from ``metrics/report.md`` by the second command (a test checks
-they agree), so the numbers in the README are never typed by hand.
+The report names the commit it was written at, and says "with uncommitted changes" when tracked
+files other than the pipeline's own outputs (``dvc.lock``, ``metrics/``, ``plots/``) and the
+generated pages differ from it. When every result is identical, episode by episode, to the
+baseline's (a rerun of the same commit), the paired table is one line saying so. The README
+and ``docs/results.md`` show these tables through ``metagmvae docs`` (:mod:`metagmvae.docs`),
+never typed by hand.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import subprocess
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 from pydantic import AfterValidator
 
+from metagmvae import command
 from metagmvae.compare import between_methods, between_revisions, interval, revision_table, signed
-from metagmvae.config import Section, load_params, parse
+from metagmvae.config import ConfigError, Section, load_params, parse
 from metagmvae.data.episodes import parse_episode_key
-from metagmvae.episode_results import Table, results_path, trained_way
+from metagmvae.episode_results import SettingResult, Table, results_path, trained_way
 from metagmvae.io import write_text
 from metagmvae.paper import PAPER_RESULTS, UNPUBLISHED_REASON, published
 from metagmvae.revisions import WORKSPACE, Revision, resolve
-from metagmvae.tracking import git_commit
 
 DATASETS = {"omniglot": "Omniglot", "mini_imagenet": "Mini-ImageNet (SimCLR features)"}
 METHOD_NAMES = {
@@ -50,9 +54,14 @@ BACKBONE_NOTE = (
     "the same inputs (Omniglot pixels, our unsupervised SimCLR features), so a row measures the "
     "meta-learner, not the backbone."
 )
+INTRO = (
+    "Test accuracy (%) on 1000 fixed test episodes per setting, mean ± 95% confidence interval\n"
+    "(1.96 · std / √1000); the paper is Lee et al., ICLR 2021, Table 1. Every method of a dataset is\n"
+    "scored on the same episodes."
+)
+OUTPUTS = ("dvc.lock", "metrics", "plots", "README.md", "docs")  # written by the pipeline and `metagmvae docs`
 MAIN_METHOD = "meta_gmvae"
 RELATED_METHODS = ("lasium", "leo", "sib")
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 
 
 def _label(key: str) -> str:
@@ -184,6 +193,8 @@ def paired_table(dataset: str, results: dict[str, dict], current: Table, baselin
     rows = between_revisions(baseline.table or {}, current, datasets=[dataset])
     if not rows:
         return None
+    if all(_identical(baseline.table[key], current[key]) for key in ((r.dataset, r.method, r.setting) for r in rows)):
+        return f"Every result is identical, episode by episode, to `{baseline.label}`'s: no paired differences to show."
     compared = {r.method for r in rows}
     columns = [MAIN_METHOD, *(m for m in results if m != MAIN_METHOD and trained_way(m) is None)]
     methods = [m for m in columns if m in compared] + sorted(compared - set(columns), key=lambda m: trained_way(m) or 0)
@@ -227,6 +238,11 @@ def cross_way_table(dataset: str, results: dict[str, dict[str, dict]], current: 
             cells = [_label(key), f"{trained_way(method)}-way", _cell(results[method][key]), _cell(own), diff]
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def _identical(a: SettingResult, b: SettingResult) -> bool:
+    """The same episodes and the same count of correct queries on every one of them."""
+    return a.episodes_sha256 == b.episodes_sha256 and np.array_equal(a.accuracies, b.accuracies)
 
 
 def _difference(paired) -> str:
@@ -287,27 +303,41 @@ def timing_section(time_dir: Path) -> str:
 def build_report(
     metrics_dir: Path, commit: str, related: dict[str, dict] | None = None, baseline: Baseline | None = None
 ) -> str:
-    """The whole ``metrics/report.md`` (``related``: the ``related`` section of params.yaml;
-    ``baseline``: the per-episode results the paired differences are taken against)."""
+    """The whole ``metrics/report.md`` (``commit``: :func:`commit_text`; ``related``: the
+    ``related`` section of params.yaml; ``baseline``: the per-episode results the paired
+    differences are taken against)."""
     return (
         "# Results\n\n"
-        f"Written by the `report` stage at commit `{commit}`. Test accuracy (%) on 1000 fixed test\n"
-        "episodes per setting, mean ± 95% confidence interval (1.96 · std / √1000); the paper is\n"
-        "Lee et al., ICLR 2021, Table 1. Every method of a dataset is scored on the same episodes.\n\n"
+        f"Written by the `report` stage at {commit}.\n\n"
+        f"{INTRO}\n\n"
         f"{results_section(metrics_dir, related, baseline)}\n\n"
         "## Wall time per stage\n\n"
         f"{timing_section(metrics_dir / 'time')}\n"
     )
 
 
-def readme_with_results(readme: str, report: str) -> str:
-    """``readme`` with the block between the results markers replaced by the report's tables."""
-    if BEGIN not in readme or END not in readme:
-        raise ValueError(f"the README has no {BEGIN} ... {END} block")
-    tables = report[report.index("\n\n") : report.index("## Wall time per stage")].strip()
-    head, rest = readme.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}\n{tables}\n{END}{tail}"
+def report_body(report: str) -> str:
+    """The report without its title and commit line (what ``docs/results.md`` shows)."""
+    return report.split("\n\n", 2)[2].strip()
+
+
+def commit_text(repo: Path) -> str:
+    """``commit `<sha>` ``, with `` with uncommitted changes (<files>)`` when tracked files other
+    than the pipeline's outputs differ from it; ``an unversioned folder`` outside git."""
+    git = ["git", "-C", str(repo)]
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True)
+    if head.returncode != 0:
+        return "an unversioned folder (no git commit)"
+    excluded = [f":(exclude){path}" for path in OUTPUTS]
+    status = subprocess.run(
+        [*git, "status", "--porcelain", "--untracked-files=no", "--", ".", *excluded], capture_output=True, text=True
+    )
+    changed = [line[3:] for line in status.stdout.splitlines()]
+    text = f"commit `{head.stdout.strip()}`"
+    if changed:
+        shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+        text += f" with uncommitted changes ({shown})"
+    return text
 
 
 def load_baseline(name: str, metrics_dir: Path, related: dict[str, dict]) -> Baseline:
@@ -323,23 +353,28 @@ def load_baseline(name: str, metrics_dir: Path, related: dict[str, dict]) -> Bas
     return Baseline(revision.label, table, "" if table else "it has no per-episode results (metrics/**/episodes/)")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--metrics", type=Path, default=Path("metrics"))
-    parser.add_argument("--readme", type=Path, help="update this README's results block from the report")
-    parser.add_argument("--params", type=Path, default=Path("params.yaml"), help="for the related runs' datasets")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``metagmvae report``: exit status 0, or 2 (one line) without metrics or with a bad
+    ``report`` section."""
+    parser = command.parser(__doc__, prog or "metagmvae report")
+    parser.add_argument("--metrics", type=Path, default=Path("metrics"), help="the metrics folder (default: metrics)")
+    parser.add_argument(
+        "--params", type=Path, default=Path("params.yaml"), help="for the related runs and report.baseline"
+    )
     args = parser.parse_args(argv)
+    if not args.metrics.is_dir():
+        return command.fail(parser.prog, f"{args.metrics}: no metrics folder (run `dvc repro` first)")
+    try:
+        params = load_params(args.params) if args.params.exists() else {}
+        related = params.get("related", {})
+        baseline = load_baseline(report_config(params).baseline, args.metrics, related) if params else None
+    except ConfigError as exc:
+        return command.fail(parser.prog, exc)
     report_path = args.metrics / "report.md"
-    if args.readme:
-        args.readme.write_text(readme_with_results(args.readme.read_text(), report_path.read_text()))
-        print(f"{args.readme}: results block updated from {report_path}")
-        return
-    params = load_params(args.params) if args.params.exists() else {}
-    related = params.get("related", {})
-    baseline = load_baseline(report_config(params).baseline, args.metrics, related) if params else None
-    write_text(report_path, build_report(args.metrics, git_commit(), related, baseline))
+    write_text(report_path, build_report(args.metrics, commit_text(Path.cwd()), related, baseline))
     print(report_path.read_text())
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

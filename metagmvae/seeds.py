@@ -5,8 +5,8 @@
       dvc exp run --queue -n seed$s -S metatrain.omniglot_5way.seed=$s -S metatrain.omniglot_20way.seed=$s
     done
     dvc queue start -j 1            # wait until `dvc queue status` shows every run as Success
-    python -m metagmvae.seeds HEAD seed1 seed2 --dataset omniglot
-    python -m metagmvae.seeds HEAD seed1 seed2 --dataset omniglot --out docs/seeds   # + seeds.json, seeds.png
+    metagmvae seeds HEAD seed1 seed2 --dataset omniglot
+    metagmvae seeds HEAD seed1 seed2 --dataset omniglot --out docs/seeds   # + seeds.json, seeds.png
 
 Reads each revision's per-episode results (as :mod:`metagmvae.compare` does) and prints, for
 every dataset, method and setting present in all of them: each seed's accuracy, the mean across
@@ -17,13 +17,13 @@ the metrics files, averaged over the seeds). Refuses runs scored on different ep
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from metagmvae.compare import add_selection_arguments, revision_table, select
+from metagmvae import command
+from metagmvae.compare import EpisodesDiffer, add_selection_arguments, revision_table, select
 from metagmvae.episode_results import Table
 from metagmvae.revisions import resolve
 from metagmvae.stats import SeedSpread, seed_spread
@@ -49,7 +49,7 @@ def spreads(
         results = [t[key] for t in tables.values()]
         if len({r.episodes_sha256 for r in results}) > 1:
             sources = ", ".join(f"{r.source} ({r.episodes_sha256[:12]})" for r in results)
-            raise ValueError(f"{' '.join(key)}: the runs were scored on different episodes: {sources}")
+            raise EpisodesDiffer(f"{' '.join(key)}: the runs were scored on different episodes: {sources}")
         out[key] = seed_spread([r.accuracies for r in results])
     return out
 
@@ -99,8 +99,10 @@ def write_outputs(rows: dict[tuple[str, str, str], SeedSpread], labels: list[str
         tracker.log_artifact(figure)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``metagmvae seeds``: exit status 0, 1 when the runs were scored on different episodes, 2
+    (one line) for an unknown revision or nothing in common."""
+    parser = command.parser(__doc__, prog or "metagmvae seeds")
     parser.add_argument("revisions", nargs="+", help="one run per seed: git revisions, DVC experiment names, workspace")
     add_selection_arguments(parser)
     parser.add_argument("--out", type=Path, help="also write seeds.json and seeds.png here (and to MLflow)")
@@ -116,9 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         rows = spreads(tables, datasets=args.dataset, methods=args.method, settings=args.setting)
         if not rows:
             raise ValueError(f"nothing to aggregate: no per-episode results common to {list(tables)}")
-    except ValueError as exc:
+    except EpisodesDiffer as exc:
         print(exc, file=sys.stderr)
         return 1
+    except ValueError as exc:
+        return command.fail(parser.prog, exc)
     labels = list(tables)
     print(json.dumps(as_records(rows), indent=2) if args.json else format_spreads(rows, labels))
     if args.out:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from metagmvae.checkpoint import CheckpointError
+from metagmvae.command import USAGE_ERROR
 from metagmvae.config import ConfigError
 from metagmvae.data.hdf5 import StoreError
 from metagmvae.data.mini_imagenet import SourceDataError
@@ -43,8 +44,8 @@ prints the message alone; any other exception keeps its traceback."""
 
 def parser(doc: str) -> argparse.ArgumentParser:
     """A stage's command line: ``--params`` and ``--clock`` (where its wall time is recorded)."""
-    out = argparse.ArgumentParser(description=doc.splitlines()[0])
-    out.add_argument("--params", type=Path, default=Path("params.yaml"))
+    out = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    out.add_argument("--params", type=Path, default=Path("params.yaml"), help="the parameter file")
     out.add_argument("--clock", type=Path, help="write the stage's wall-time record here (dvc.yaml: metrics/time/)")
     return out
 
@@ -54,11 +55,11 @@ def run(
 ) -> None:
     """Parse the command line and ``params.yaml`` (every section, every problem at once), then
     ``work(params, args)`` inside the stage clock. An expected error is printed as one message
-    on stderr and the process exits with status 1."""
+    on stderr and the process exits with status 2 (as every command of the project)."""
     args = parser.parse_args(argv)
     try:
         with stage_clock(args.clock):
             work(load_valid_params(args.params), args)
     except EXPECTED_ERRORS as exc:
         print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(USAGE_ERROR)

@@ -1,4 +1,4 @@
-"""Check the whole parameter file before any work: ``python -m metagmvae.validate [params.yaml]``.
+"""Check the whole parameter file before any work: ``metagmvae validate [params.yaml] [-S KEY=VALUE]``.
 
 Every section is parsed once, by the schema declared beside the code that uses it (:class:`Params`
 gathers them), then the checks that span sections are added: episodes that the configured
@@ -12,7 +12,6 @@ of failing after hours of training.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Mapping
@@ -235,24 +234,46 @@ def params_problems(raw: Mapping[str, Any]) -> list[str]:
     return found + cross_section_problems(_valid_sections(raw))
 
 
+def refusal(path: str | os.PathLike, found: list[str]) -> ConfigError:
+    """The error for a file with ``found`` problems: one line for one problem, else a count and
+    one line per problem."""
+    if len(found) == 1:
+        return ConfigError(f"{path}: {found[0]}")
+    return ConfigError(f"{path}: {len(found)} problem(s):\n" + "\n".join(f"  - {p}" for p in found))
+
+
 def load_valid_params(path: str | os.PathLike = "params.yaml") -> Params:
     """Read ``path`` and parse every section once; refuse it, listing every problem (of each
     section and across sections), unless all of it is valid."""
     raw = load_params(path)
     if found := params_problems(raw):
-        raise ConfigError(f"{path}: {len(found)} problem(s):\n" + "\n".join(f"  - {p}" for p in found))
+        raise refusal(path, found)
     return Params.model_validate(raw)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("params", nargs="?", default="params.yaml")
+def main(argv: list[str] | None = None, prog: str | None = None) -> int:
+    """``metagmvae validate``: exit status 0 when valid, 2 (one line per problem) when not."""
+    from metagmvae import command
+    from metagmvae.profile import apply_sets
+
+    parser = command.parser(__doc__, prog or "metagmvae validate")
+    parser.add_argument("params", nargs="?", default="params.yaml", help="the parameter file (default: params.yaml)")
+    parser.add_argument(
+        "-S",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="check the file with this change applied, as `dvc exp run -S KEY=VALUE` would (repeatable)",
+    )
     args = parser.parse_args(argv)
     try:
-        params = load_valid_params(args.params)
+        raw = apply_sets(load_params(args.params), args.set)
+        if found := params_problems(raw):
+            raise refusal(args.params, found)
     except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        return command.fail(parser.prog, exc)
+    params = Params.model_validate(raw)
     print(f"{args.params}: valid ({len(Params.model_fields)} sections, {len(params.metatrain)} models)")
     return 0
 

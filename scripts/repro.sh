@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# The main job: set up .venv, then run the DVC pipeline.
+# The main job: set up .venv, check the parameters, run the DVC pipeline, then regenerate the
+# numbers of README.md and docs/ from the new metrics (`metagmvae docs`).
 #   bash scripts/repro.sh                  quick profile (params.yaml as committed), `dvc repro`
-#   bash scripts/repro.sh --profile paper  paper settings (profiles/paper.yaml) as a DVC experiment
-# Extra arguments go to dvc (e.g. `bash scripts/repro.sh --force`).
+#   bash scripts/repro.sh --profile cpu    a profile (profiles/<name>.yaml) as a DVC experiment
+# Extra arguments go to dvc (e.g. `bash scripts/repro.sh --force`). Invalid parameters or an
+# unknown profile stop it, with one line per problem, before DVC starts.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+dvc="${METAGMVAE_DVC:-dvc}"  # the tests put a stand-in here to see whether DVC was started
 if [ "${1:-}" = "--profile" ]; then
-  profile="$2"
+  profile="${2:?--profile needs a name}"
   shift 2
-  mapfile -t sets < <(python -m metagmvae.profile "$profile")
+  sets="$(python -m metagmvae.profile "$profile")"  # an unknown profile or key stops here (set -e)
   checked="$(mktemp --suffix=.yaml)"
+  trap 'rm -f "$checked"' EXIT
   python -m metagmvae.profile "$profile" --write "$checked"
-  python -m metagmvae.validate "$checked" && rm -f "$checked"  # every problem, before any work
-  exec dvc exp run --name "$profile-$(date +%Y%m%d-%H%M%S)" "${sets[@]}" "$@"
+  python -m metagmvae.validate "$checked"  # every problem, before any work; a failure stops here
+  args=()
+  [ -z "$sets" ] || mapfile -t args <<< "$sets"
+  "$dvc" exp run --name "$profile-$(date +%Y%m%d-%H%M%S)" "${args[@]}" "$@"
+else
+  python -m metagmvae.validate params.yaml  # every problem, before any work
+  "$dvc" repro "$@"
 fi
-python -m metagmvae.validate params.yaml  # every problem, before any work
-exec dvc repro "$@"
+python -m metagmvae.docs  # README.md and docs/ show the metrics now in the workspace

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The README's comparison numbers ("Comparing runs: paired differences, seed spread, cross-way"),
+# The numbers of docs/studies/2026-12-01-paired-comparisons.md (paired differences, seed spread),
 # measured on the committed profile. Run after `dvc repro` and a commit of its results (HEAD is
 # seed 0 and the reference of the comparison). It queues, as DVC experiments of HEAD:
 #   - one evaluation-only change, test-time EM steps T_s = 1 (evaluate.omniglot.test_em_iters=1),
@@ -44,4 +44,4 @@ fi
 mkdir -p "$out"
 python -m metagmvae.compare HEAD "ts1-$tag" --dataset omniglot --out "$out/compare" | tee "$out/compare.txt"
 python -m metagmvae.seeds "${runs[@]}" --dataset omniglot --out "$out/seeds" | tee "$out/seeds.txt"
-echo "wrote $out/ (copy the tables into README.md where it says TODO(lead))"
+echo "wrote $out/ (a dated page in docs/studies/ quotes them)"

@@ -43,6 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from metagmvae import command
 from metagmvae.io import project_root, write_json
 from metagmvae.profile import profiled_params
 from metagmvae.runtime import cpu_info
@@ -56,6 +57,7 @@ VARIANTS = {  # name -> (precision, channels_last) as written in params.yaml
     "fp32_nchw": ("fp32", False),
 }
 OFFICIAL = "official"
+OFFICIAL_REPOSITORY = "db-Lee/Meta-GMVAE"  # recorded by name and commit, never by the folder it sits in
 EVAL_CASES = {"eval_omniglot_5way_1shot": 1, "eval_omniglot_5way_5shot": 5}
 EXTRACT_IMAGES = 6000
 OFFICIAL_CASES = ("omniglot_5way", "omniglot_20way", *EVAL_CASES)  # the official code has Omniglot only
@@ -341,18 +343,20 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None, prog: str | None = None) -> None:
     known = cases()
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = command.parser(__doc__, prog or "metagmvae bench")
     parser.add_argument("--cases", default=",".join(known), help=f"comma-separated subset of {list(known)}")
     parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {list(VARIANTS)}")
     parser.add_argument("--official", type=Path, help="a checkout of db-Lee/Meta-GMVAE to time beside ours")
-    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--warmup", type=int, default=1)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="where to time the steps")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed steps before the timed ones (default 1)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per case and variant; the median is kept")
     parser.add_argument("--out", type=Path, help="JSON file (default: benchmarks/<device>.json)")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.official and not (args.official / "omniglot" / "model.py").exists():
+        parser.error(f"--official {args.official}: no omniglot/model.py there (a checkout of {OFFICIAL_REPOSITORY})")
     chosen, variants = args.cases.split(","), args.variants.split(",")
     for case in chosen:
         if case not in known:
@@ -390,7 +394,7 @@ def main(argv: list[str] | None = None) -> None:
     report = {
         "machine": machine(device),
         "settings": {"warmup": args.warmup, "steps": args.steps, "cases_from": "params.yaml + profiles/paper.yaml"},
-        "official": {"checkout": str(args.official), "commit": git_commit(args.official)} if args.official else None,
+        "official": {"repository": OFFICIAL_REPOSITORY, "commit": git_commit(args.official)} if args.official else None,
         "results": results,
     }
     out = args.out or project_root() / "benchmarks" / f"{device.type}.json"
@@ -401,4 +405,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -36,7 +36,7 @@ def write_manifest(archives: list[Path], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("archives", type=Path, nargs="+")
     parser.add_argument("--out", type=Path, default=omniglot.MEMBER_DIGESTS)
     args = parser.parse_args(argv)

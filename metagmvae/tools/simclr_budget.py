@@ -47,7 +47,7 @@ class LastMark(Exception):
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="quick", help="profile in profiles/ ('quick': params.yaml itself)")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")
     parser.add_argument("--minutes", type=float, nargs="+", default=[2, 5, 10, 20])

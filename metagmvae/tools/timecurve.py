@@ -78,7 +78,7 @@ def train_with_snapshots(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", default="cpu", help="profile in profiles/ applied to params.yaml ('quick': none)")
     parser.add_argument("--model", default="omniglot_5way", help="a metatrain section")
     parser.add_argument("--set", dest="sets", action="append", default=[], help="KEY=VALUE override (repeatable)")

@@ -136,9 +136,11 @@ def test_experiment_names_and_errors(repo, capsys):
     assert row["paired"]["mean"] == pytest.approx(
         paired_difference(accuracies(0), accuracies(1, shift=1)).mean, abs=1e-4
     )
-    assert compare.main(["HEAD", "no-such-run"]) == 1
-    assert "'no-such-run': neither a git revision nor a DVC experiment name" in capsys.readouterr().err
-    assert compare.main(["HEAD", "HEAD", "--dataset", "mini_imagenet"]) == 1
+    assert compare.main(["HEAD", "no-such-run"]) == 2  # a mistake: one line, no traceback
+    err = capsys.readouterr().err
+    assert err.startswith("metagmvae compare: error: 'no-such-run': neither a git revision nor a DVC experiment name")
+    assert err.count("\n") == 1
+    assert compare.main(["HEAD", "HEAD", "--dataset", "mini_imagenet"]) == 2
     assert "nothing to compare" in capsys.readouterr().err
 
 
@@ -169,7 +171,7 @@ def test_seed_spread_of_three_runs(repo, capsys, tmp_path):
     text = capsys.readouterr().out
     assert "std" in text and f"{np.mean(per_seed):.2f}" in text
     assert (tmp_path / "s" / "seeds.png").read_bytes()[:4] == b"\x89PNG"
-    assert seeds.main(["HEAD", "HEAD"]) == 1
+    assert seeds.main(["HEAD", "HEAD"]) == 2
     assert "the same run is named twice" in capsys.readouterr().err
 
     write_results(repo, {"meta_gmvae": runs[0]}, episode_seed=1)

@@ -40,7 +40,8 @@ def test_every_problem_is_reported_at_once_naming_key_value_and_constraint():
         "section.item.shots.1 = 0: must be > 0",
         "section.item.counts.test: missing",
         "section.item.flag = 1: expected bool (true or false)",
-        "section.item: unknown key(s) ['wya']; allowed: ['counts', 'dropout', 'flag', 'shots', 'way']",
+        "section.item: unknown key(s) ['wya'] (did you mean 'way'?); "
+        "allowed: ['counts', 'dropout', 'flag', 'shots', 'way']",
     ]
 
 

@@ -20,6 +20,7 @@ NOT_COMPUTING = {
     "metagmvae.plots": "figures for people (the plot data are computed elsewhere)",
     "metagmvae.io": "atomic, deterministic file writes",
     "metagmvae.paper": "published numbers quoted beside ours",
+    "metagmvae.command": "command-line parsing and one-line error messages",
 }
 # The code that reads one dataset's sources or store. A module that dispatches on the dataset
 # imports all of them; a stage working on one dataset lists only its own.

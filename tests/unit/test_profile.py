@@ -62,5 +62,5 @@ def test_set_param_arguments_round_trip():
 def test_unknown_override_key_is_refused():
     with pytest.raises(ConfigError, match="profile overrides unknown key 'metatrain.omniglot_5way.learning_rate'"):
         merge(PARAMS, {"metatrain": {"omniglot_5way": {"learning_rate": 1}}})
-    with pytest.raises(ConfigError, match="profile 'fast': no file"):
+    with pytest.raises(ConfigError, match="unknown profile 'fast'; known profiles: cpu, paper, quick"):
         load_profile("fast")

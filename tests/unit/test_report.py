@@ -1,5 +1,5 @@
-"""The report: results tables with the paper's values and differences, stage wall times, and the
-README block copied from it."""
+"""The report: results tables with the paper's values and differences, stage wall times, the
+commit it was written at, and the paired table left out when nothing changed."""
 
 import json
 import re
@@ -63,10 +63,10 @@ def test_committed_report_is_built_from_the_committed_metrics(monkeypatch):
     differences against the revision it names (its per-episode results, read from git)."""
     monkeypatch.chdir(REPO)
     text = (REPO / "metrics" / "report.md").read_text()
-    commit = re.search(r"at commit `([^`]+)`", text)[1]
+    commit = re.search(r"Written by the `report` stage at (.*)\.\n", text)[1]
     related = yaml.safe_load((REPO / "params.yaml").read_text()).get("related", {})
     baseline = None
-    if named := re.search(r"against `(\S+) \(([0-9a-f]{7,40})\)`", text):
+    if named := re.search(r"`(\S+) \(([0-9a-f]{7,40})\)`", text):
         found = report.load_baseline(named[2], REPO / "metrics", related)
         baseline = report.Baseline(f"{named[1]} ({named[2]})", found.table, found.note)
     assert report.build_report(REPO / "metrics", commit, related, baseline) == text
@@ -77,28 +77,29 @@ def test_committed_report_is_built_from_the_committed_metrics(monkeypatch):
 
 
 def test_report_lists_stage_times_device_and_commit(metrics_dir):
-    text = report.build_report(metrics_dir, "abc123")
-    assert "commit `abc123`" in text and "### Omniglot" in text and "Mini-ImageNet" not in text
+    text = report.build_report(metrics_dir, "commit `abc123`")
+    assert "at commit `abc123`." in text and "### Omniglot" in text and "Mini-ImageNet" not in text
     assert "| metatrain-omniglot_5way | 5.0 min | cpu: test CPU, 2 threads |" in text
     assert "| **total** | **6.0 min** | |" in text
+    body = report.report_body(text)  # what docs/results.md shows: no title, no commit line
+    assert body.startswith(report.INTRO) and "abc123" not in body and body.endswith("| **total** | **6.0 min** | |")
 
 
-def test_readme_block_is_replaced_by_the_report_tables(metrics_dir):
-    text = report.build_report(metrics_dir, "abc123")
-    readme = f"# title\n\nintro\n\n{report.BEGIN}\nold numbers\n{report.END}\n\nmore\n"
-    updated = report.readme_with_results(readme, text)
-    assert "old numbers" not in updated and updated.startswith("# title\n\nintro\n\n")
-    assert "| 5-way 1-shot | 72.29 ± 1.00 |" in updated and updated.endswith(f"{report.END}\n\nmore\n")
-    assert "Wall time" not in updated
-    with pytest.raises(ValueError, match="results:begin"):
-        report.readme_with_results("# no block\n", text)
-
-
-def test_committed_readme_agrees_with_the_committed_report():
-    """The README's results are generated, never typed: regenerate with
-    `python -m metagmvae.report --readme README.md`."""
-    readme = (REPO / "README.md").read_text()
-    assert report.readme_with_results(readme, (REPO / "metrics" / "report.md").read_text()) == readme
+def test_the_commit_line_names_a_clean_commit_or_says_uncommitted_changes(tmp_path):
+    assert report.commit_text(tmp_path) == "an unversioned folder (no git commit)"
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    for name in ("params.yaml", "dvc.lock", "metrics/omniglot.json"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text("a\n")
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "a"], check=True)
+    sha = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    for name in ("dvc.lock", "metrics/omniglot.json"):  # what `dvc repro` itself rewrites
+        (tmp_path / name).write_text("b\n")
+    assert report.commit_text(tmp_path) == f"commit `{sha}`"
+    (tmp_path / "params.yaml").write_text("b\n")  # an input changed: said plainly
+    assert report.commit_text(tmp_path) == f"commit `{sha}` with uncommitted changes (params.yaml)"
 
 
 def test_accuracy_by_shot_table_has_a_column_per_method_and_way():
@@ -207,6 +208,18 @@ def test_paired_differences_against_the_baseline_sit_beside_the_results(metrics_
     assert "| setting | Meta-GMVAE | pixel 1-NN |" in text
     assert f"| 5-way 1-shot | {signed(d.mean)} {interval(d)} | 0.00 [0.00, 0.00] |" in text
     assert d.mean == pytest.approx(4.0, abs=0.3) and 3.5 < d.low < d.high < 4.5  # 3 of 75 queries more, +-2
+
+
+def test_a_rerun_identical_to_the_baseline_gets_one_line_not_a_table_of_zeros(metrics_dir):
+    results = {"meta_gmvae": {"5way_1shot": _accuracies(5)}, "pixel_1nn": {"5way_1shot": _accuracies(5, 1)}}
+    baseline = report.Baseline("HEAD (abc1234)", _per_episode(metrics_dir, results))
+    text = report.build_report(metrics_dir, "abc123", baseline=baseline)  # the same results on disk
+    assert "Every result is identical, episode by episode, to `HEAD (abc1234)`'s" in text
+    assert "Paired differences" not in text and "0.00 [0.00, 0.00]" not in text
+    changed = {**results, "meta_gmvae": {"5way_1shot": _accuracies(5, 1)}}  # one method changed: a table
+    _per_episode(metrics_dir, changed)
+    text = report.build_report(metrics_dir, "abc123", baseline=baseline)
+    assert "Paired differences against `HEAD (abc1234)`" in text and "| 0.00 [0.00, 0.00] |" in text
 
 
 def test_results_on_other_episodes_are_marked_not_compared(metrics_dir):

@@ -1,6 +1,7 @@
 """Bad input and impossible parameters: a clear error naming the problem, and no output."""
 
 import copy
+import subprocess
 
 import pytest
 import yaml
@@ -147,7 +148,7 @@ def test_whole_file_validation_reports_every_problem_with_key_and_value(tmp_path
     params["download"]["cifar"] = {}  # an unknown dataset
     path = tmp_path / "params.yaml"
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert validate.main([str(path)]) == 1
+    assert validate.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "unknown top-level section(s) ['evaluat']" in err and "download: unknown dataset(s) ['cifar']" in err
 
@@ -157,7 +158,7 @@ def test_whole_file_validation_reports_every_problem_with_key_and_value(tmp_path
     params["episodes"]["omniglot"]["test"]["shots"] = [1, 5, 6]  # 6 + 15 queries > 20 drawers
     params["evaluate"]["mini_imagenet"]["models"]["mini_imagenet_10way"] = [1]
     path.write_text(yaml.safe_dump(params, sort_keys=False))
-    assert validate.main([str(path)]) == 1
+    assert validate.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert "4 problem(s)" in err
     assert "pretrain.mini_imagenet.epochs = -2: must be > 0" in err
@@ -186,8 +187,8 @@ def test_a_stage_refuses_a_bad_later_section_before_any_work(store, tmp_path):
     project = make_project(tmp_path / "p", params, {"data/omniglot/omniglot.h5": store})
     proc = start_stage(project, "metatrain@omniglot_5way")
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 1
-    assert "evaluate.omniglot: unknown key(s) ['test_sample']" in out
+    assert proc.returncode == 2
+    assert "evaluate.omniglot: unknown key(s) ['test_sample'] (did you mean 'test_samples'?)" in out
     assert sorted(p.name for p in project.iterdir()) == ["data", "params.yaml"]  # no models, .resume, metrics
 
 
@@ -205,7 +206,6 @@ def test_missing_source_is_named_and_nothing_is_written(tmp_path):
 
 
 def test_the_download_stage_names_a_modified_archive_in_one_message_without_a_traceback(tiny_sources, tmp_path):
-    import subprocess
 
     from conftest import TINY_CHARACTERS, tiny_members, write_zip
     from stage_runs import make_project, stage_command, stage_env
@@ -228,7 +228,20 @@ def test_the_download_stage_names_a_modified_archive_in_one_message_without_a_tr
     proc = subprocess.run(
         stage_command(project, "download@omniglot"), cwd=project, env=stage_env(), capture_output=True, text=True
     )
-    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
     assert proc.stderr.startswith("download.py: error: images_background.zip: no source gave a valid copy:\n")
     assert f"  {mirror}/images_background.zip: content digest " in proc.stderr  # the source file, named once
     assert ".tmp" not in proc.stderr and sorted(p.name for p in project.iterdir()) == ["params.yaml"]
+
+
+def test_a_stage_run_out_of_order_names_the_missing_input_in_one_line(tmp_path):
+    """`evaluate@omniglot` before anything was built: one line naming the store, exit status 2."""
+    from stage_runs import make_project, stage_command, stage_env
+
+    project = make_project(tmp_path / "p", yaml.safe_load((REPO / "params.yaml").read_text()), {})
+    proc = subprocess.run(
+        stage_command(project, "evaluate@omniglot"), cwd=project, env=stage_env(), capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "not found" in proc.stderr, proc.stderr
+    assert sorted(p.name for p in project.iterdir()) == ["params.yaml"]  # nothing written
