@@ -38,7 +38,9 @@ from metagmvae.report import (
     DATASETS,
     MAIN_METHOD,
     METHOD_NAMES,
+    SEEDS,
     dataset_results,
+    load_seeds,
     related_results,
     report_body,
     results_table,
@@ -67,7 +69,8 @@ def _results(repo: Path) -> dict[str, dict[str, dict[str, dict]]]:
 
 def results_block(repo: Path) -> str:
     """Per dataset, the results table of ``metrics/report.md`` (no paired or cross-way tables)."""
-    parts = [f"**{DATASETS[d]}**\n\n{results_table(d, r)}" for d, r in _results(repo).items() if r]
+    seeds = load_seeds(repo / SEEDS, _params(repo))
+    parts = [f"**{DATASETS[d]}**\n\n{results_table(d, r, seeds)}" for d, r in _results(repo).items() if r]
     return "\n\n".join(parts) or "No metrics yet: run `bash scripts/repro.sh`."
 
 

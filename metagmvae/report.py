@@ -61,6 +61,7 @@ INTRO = (
 )
 OUTPUTS = ("dvc.lock", "metrics", "plots", "README.md", "docs")  # written by the pipeline and `metagmvae docs`
 MAIN_METHOD = "meta_gmvae"
+SEED_COLUMN = "Meta-GMVAE over training seeds (mean ± sd)"
 RELATED_METHODS = ("lasium", "leo", "sib")
 
 
@@ -80,22 +81,65 @@ def _published_cell(published: tuple[float, float | None] | None) -> str:
     return f"{published[0]:.2f}" + ("" if published[1] is None else f" ± {published[1]:.2f}")
 
 
-def results_table(dataset: str, results: dict[str, dict[str, dict]]) -> str:
-    """A markdown table: one row per setting; Meta-GMVAE, the paper (Table 1) and the
-    difference, then every other method in the metrics file.
+SEEDS = Path("docs/statistics/seeds/seeds.json")  # `metagmvae seeds ... --out docs/statistics/seeds`
+
+
+@dataclass(frozen=True)
+class SeedRecord:
+    """A training-seed record (``metagmvae seeds --out``): the spread per (dataset, method,
+    setting), the runs it was recorded from, and per dataset whether it is stale (recorded with
+    other parameters than ``params``, or with none recorded)."""
+
+    rows: dict[tuple[str, str, str], dict]
+    runs: list[str]
+    stale: dict[str, str]  # dataset -> why the record does not describe the current parameters ("": it does)
+
+
+def load_seeds(path: Path, params: Mapping[str, Any]) -> SeedRecord | None:
+    """The record at ``path`` judged against the current ``params`` (``None`` when there is none)."""
+    from metagmvae.seeds import params_fingerprint
+
+    if not path.exists():
+        return None
+    data = json.loads(path.read_text())
+    rows = {(r["dataset"], r["method"], r["setting"]): r for r in data["rows"]}
+    recorded = data.get("params", {})
+
+    def why(dataset: str) -> str:
+        if dataset not in recorded:
+            return "its parameters were not recorded"
+        return "" if recorded[dataset] == params_fingerprint(params, dataset) else "recorded with other parameters"
+
+    return SeedRecord(rows, data["runs"], {d: why(d) for d in {d for d, _, _ in rows}})
+
+
+def seeds_cell(record: SeedRecord | None, dataset: str, key: str) -> str:
+    """``mean ± sd (N seeds at <first run>)`` of Meta-GMVAE at ``key``, with why it is stale."""
+    row = record.rows.get((dataset, MAIN_METHOD, key)) if record else None
+    if row is None:
+        return "not recorded"
+    cell = f"{row['mean']:.2f} ± {row['std']:.2f} ({len(row['per_seed'])} seeds at {record.runs[0]})"
+    return cell + (f"; **stale**: {record.stale[dataset]}" if record.stale[dataset] else "")
+
+
+def results_table(dataset: str, results: dict[str, dict[str, dict]], seeds: SeedRecord | None = None) -> str:
+    """A markdown table: one row per setting; Meta-GMVAE (this run, and with a seed record the
+    mean ± sd over its training seeds), the paper (Table 1) and the difference, then every other method
+    in the metrics file.
 
     results: ``{method: {"<W>way_<s>shot": {"accuracy": %, "ci95": %}}}``.
     """
     paper = PAPER_RESULTS.get(dataset, {})
     results = {m: r for m, r in results.items() if trained_way(m) is None}  # cross-way: their own table
     others = [m for m in results if m != MAIN_METHOD]
-    header = ["setting", "Meta-GMVAE", "paper", "difference", *(METHOD_NAMES.get(m, m) for m in others)]
+    header = ["setting", "Meta-GMVAE", *([SEED_COLUMN] if seeds else []), "paper", "difference"]
+    header += [METHOD_NAMES.get(m, m) for m in others]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for key in sorted({k for r in results.values() for k in r}, key=parse_episode_key):
         ours = results.get(MAIN_METHOD, {}).get(key)
         published = paper.get(key)
         diff = f"{ours['accuracy'] - published[0]:+.2f}" if ours and published else "-"
-        cells = [_label(key), _cell(ours)]
+        cells = [_label(key), _cell(ours), *([seeds_cell(seeds, dataset, key)] if seeds else [])]
         cells += [_published_cell(published), diff]
         cells += [_cell(results[m].get(key)) for m in others]
         rows.append("| " + " | ".join(cells) + " |")
@@ -261,7 +305,12 @@ def dataset_results(metrics_dir: Path, dataset: str, runs: dict[str, dict[str, t
     return results
 
 
-def results_section(metrics_dir: Path, related: dict[str, dict] | None = None, baseline: Baseline | None = None) -> str:
+def results_section(
+    metrics_dir: Path,
+    related: dict[str, dict] | None = None,
+    baseline: Baseline | None = None,
+    seeds: SeedRecord | None = None,
+) -> str:
     """Markdown: per dataset with metrics, a heading, the results table, the paired differences
     against ``baseline`` and the cross-way results (where there are per-episode results) and,
     when related methods ran on it, their table against their own papers."""
@@ -273,7 +322,7 @@ def results_section(metrics_dir: Path, related: dict[str, dict] | None = None, b
         if not results:
             continue
         tables.append(results)
-        parts.append(f"### {title}\n\n{results_table(dataset, results)}")
+        parts.append(f"### {title}\n\n{results_table(dataset, results, seeds)}")
         paired = paired_table(dataset, results, current, baseline) if baseline else None
         compared += paired is not None
         parts += [t for t in (paired, cross_way_table(dataset, results, current)) if t]
@@ -301,16 +350,20 @@ def timing_section(time_dir: Path) -> str:
 
 
 def build_report(
-    metrics_dir: Path, commit: str, related: dict[str, dict] | None = None, baseline: Baseline | None = None
+    metrics_dir: Path,
+    commit: str,
+    related: dict[str, dict] | None = None,
+    baseline: Baseline | None = None,
+    seeds: SeedRecord | None = None,
 ) -> str:
     """The whole ``metrics/report.md`` (``commit``: :func:`commit_text`; ``related``: the
     ``related`` section of params.yaml; ``baseline``: the per-episode results the paired
-    differences are taken against)."""
+    differences are taken against; ``seeds``: the training-seed record, :func:`load_seeds`)."""
     return (
         "# Results\n\n"
         f"Written by the `report` stage at {commit}.\n\n"
         f"{INTRO}\n\n"
-        f"{results_section(metrics_dir, related, baseline)}\n\n"
+        f"{results_section(metrics_dir, related, baseline, seeds)}\n\n"
         "## Wall time per stage\n\n"
         f"{timing_section(metrics_dir / 'time')}\n"
     )
@@ -361,6 +414,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     parser.add_argument(
         "--params", type=Path, default=Path("params.yaml"), help="for the related runs and report.baseline"
     )
+    parser.add_argument("--seeds", type=Path, default=SEEDS, help=f"the training-seed record (default: {SEEDS})")
     args = parser.parse_args(argv)
     if not args.metrics.is_dir():
         return command.fail(parser.prog, f"{args.metrics}: no metrics folder (run `dvc repro` first)")
@@ -371,7 +425,8 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     except ConfigError as exc:
         return command.fail(parser.prog, exc)
     report_path = args.metrics / "report.md"
-    write_text(report_path, build_report(args.metrics, commit_text(Path.cwd()), related, baseline))
+    seeds = load_seeds(args.seeds, params)
+    write_text(report_path, build_report(args.metrics, commit_text(Path.cwd()), related, baseline, seeds))
     print(report_path.read_text())
     return 0
 

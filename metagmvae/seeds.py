@@ -17,15 +17,20 @@ the metrics files, averaged over the seeds). Refuses runs scored on different ep
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from metagmvae import command
 from metagmvae.compare import EpisodesDiffer, add_selection_arguments, revision_table, select
 from metagmvae.episode_results import Table
-from metagmvae.revisions import resolve
+from metagmvae.revisions import Revision, read_text, resolve
 from metagmvae.stats import SeedSpread, seed_spread
 
 METHOD_NOTE = (
@@ -68,6 +73,42 @@ def format_spreads(rows: dict[tuple[str, str, str], SeedSpread], labels: list[st
     return f"runs (seeds in this order): {', '.join(labels)}\n{METHOD_NOTE}\n" + "\n".join(body)
 
 
+def dataset_params(params: Mapping[str, Any], dataset: str) -> dict[str, Any]:
+    """The parameters that make ``dataset``'s results, with every ``seed`` key dropped (what N
+    seed runs share): each stage's section named after the dataset or whose ``dataset`` is it."""
+
+    def without_seeds(value):
+        if isinstance(value, Mapping):
+            return {k: without_seeds(v) for k, v in value.items() if k != "seed"}
+        return value
+
+    out = {}
+    for stage, sections in params.items():
+        if isinstance(sections, Mapping):
+            for name, section in sections.items():
+                if name == dataset or (isinstance(section, Mapping) and section.get("dataset") == dataset):
+                    out[f"{stage}.{name}"] = without_seeds(section)
+    return out
+
+
+def params_fingerprint(params: Mapping[str, Any], dataset: str) -> str:
+    """12 hex digits identifying :func:`dataset_params` (key order does not matter)."""
+    text = json.dumps(dataset_params(params, dataset), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def revision_fingerprints(revisions: list[Revision], repo: Path, datasets: set[str]) -> dict[str, str]:
+    """Per dataset, the fingerprint the runs share; refuses runs that differ in more than their seeds."""
+    params = {r.label: yaml.safe_load(read_text(r, repo, "params.yaml") or "{}") or {} for r in revisions}
+    out = {}
+    for dataset in sorted(datasets):
+        prints = {label: params_fingerprint(p, dataset) for label, p in params.items()}
+        if len(set(prints.values())) > 1:
+            raise ValueError(f"{dataset}: the runs differ in more than their seeds (parameters {prints})")
+        out[dataset] = next(iter(prints.values()))
+    return out
+
+
 def as_records(rows: dict[tuple[str, str, str], SeedSpread]) -> list[dict]:
     return [
         {"dataset": d, "method": m, "setting": s, **{k: _rounded(v) for k, v in asdict(spread).items()}}
@@ -79,14 +120,19 @@ def _rounded(value):
     return [round(v, 4) for v in value] if isinstance(value, tuple) else round(value, 4)
 
 
-def write_outputs(rows: dict[tuple[str, str, str], SeedSpread], labels: list[str], out_dir: Path) -> None:
-    """``out_dir/seeds.json`` and ``seeds.png``, also logged to MLflow as a ``seeds`` run's artifacts."""
+def write_outputs(
+    rows: dict[tuple[str, str, str], SeedSpread], labels: list[str], out_dir: Path, params: dict[str, str]
+) -> None:
+    """``out_dir/seeds.json`` and ``seeds.png``, also logged to MLflow as a ``seeds`` run's artifacts.
+
+    params: per dataset, the runs' :func:`params_fingerprint` (the report flags the record as
+    stale when the committed parameters give another)."""
     from metagmvae import plots
     from metagmvae.io import write_json
     from metagmvae.tracking import start_run
 
     data, figure = out_dir / "seeds.json", out_dir / "seeds.png"
-    write_json(data, {"runs": labels, "method": METHOD_NOTE, "rows": as_records(rows)})
+    write_json(data, {"runs": labels, "params": params, "method": METHOD_NOTE, "rows": as_records(rows)})
     plots.seed_spread_figure(
         [" ".join(key) for key in rows],
         list(rows.values()),
@@ -118,6 +164,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
         rows = spreads(tables, datasets=args.dataset, methods=args.method, settings=args.setting)
         if not rows:
             raise ValueError(f"nothing to aggregate: no per-episode results common to {list(tables)}")
+        fingerprints = revision_fingerprints(revisions, repo, {dataset for dataset, _, _ in rows})
     except EpisodesDiffer as exc:
         print(exc, file=sys.stderr)
         return 1
@@ -126,7 +173,7 @@ def main(argv: list[str] | None = None, prog: str | None = None) -> int:
     labels = list(tables)
     print(json.dumps(as_records(rows), indent=2) if args.json else format_spreads(rows, labels))
     if args.out:
-        write_outputs(rows, labels, args.out)
+        write_outputs(rows, labels, args.out, fingerprints)
     return 0
 
 

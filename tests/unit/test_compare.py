@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from metagmvae import compare, seeds
 from metagmvae.data.episodes import sample_episodes
@@ -178,3 +179,32 @@ def test_seed_spread_of_three_runs(repo, capsys, tmp_path):
     commit(repo, "other episodes")
     assert seeds.main(["HEAD~2", "HEAD"]) == 1
     assert "scored on different episodes" in capsys.readouterr().err
+
+    recorded = json.loads((tmp_path / "s" / "seeds.json").read_text())["params"]
+    assert set(recorded) == {"omniglot"} and len(recorded["omniglot"]) == 12  # judged by the report
+    (repo / "params.yaml").write_text(yaml.safe_dump({"metatrain": {"m": {"dataset": "omniglot", "lr": 0.5}}}))
+    write_results(repo, {"meta_gmvae": runs[1]}, episode_seed=1)
+    commit(repo, "other parameters, same episodes")
+    assert seeds.main(["HEAD~1", "HEAD"]) == 2
+    assert "omniglot: the runs differ in more than their seeds" in capsys.readouterr().err
+
+
+def test_a_dataset_parameters_are_its_sections_without_the_seeds():
+    params = {
+        "augment": {"omniglot": {"image_size": 28}},
+        "metatrain": {
+            "omniglot_5way": {"dataset": "omniglot", "seed": 3, "model": {"seed": 1, "latent": 64}},
+            "mini_imagenet_5way": {"dataset": "mini_imagenet", "seed": 0},
+        },
+        "report": {"baseline": "HEAD"},
+    }
+    assert seeds.dataset_params(params, "omniglot") == {
+        "augment.omniglot": {"image_size": 28},
+        "metatrain.omniglot_5way": {"dataset": "omniglot", "model": {"latent": 64}},
+    }
+    reseeded = {**params, "metatrain": {**params["metatrain"], "omniglot_5way": {"dataset": "omniglot", "seed": 9}}}
+    assert seeds.params_fingerprint(params, "mini_imagenet") == seeds.params_fingerprint(reseeded, "mini_imagenet")
+    reseeded["metatrain"]["omniglot_5way"]["model"] = {"seed": 5, "latent": 64}
+    assert seeds.params_fingerprint(params, "omniglot") == seeds.params_fingerprint(reseeded, "omniglot")
+    reseeded["metatrain"]["omniglot_5way"]["model"]["latent"] = 32
+    assert seeds.params_fingerprint(params, "omniglot") != seeds.params_fingerprint(reseeded, "omniglot")

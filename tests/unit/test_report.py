@@ -1,9 +1,11 @@
 """The report: results tables with the paper's values and differences, stage wall times, the
 commit it was written at, and the paired table left out when nothing changed."""
 
+import copy
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +20,8 @@ from metagmvae.episode_results import EpisodeResults, Table, parse
 from metagmvae.paper import PAPER_RESULTS
 from metagmvae.plots import accuracy_by_shot_table
 from metagmvae.stats import paired_difference
+
+PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
 OMNIGLOT = {
     "meta_gmvae": {
@@ -69,7 +73,8 @@ def test_committed_report_is_built_from_the_committed_metrics(monkeypatch):
     if named := re.search(r"`(\S+) \(([0-9a-f]{7,40})\)`", text):
         found = report.load_baseline(named[2], REPO / "metrics", related)
         baseline = report.Baseline(f"{named[1]} ({named[2]})", found.table, found.note)
-    assert report.build_report(REPO / "metrics", commit, related, baseline) == text
+    seeds = report.load_seeds(REPO / report.SEEDS, PARAMS)
+    assert report.build_report(REPO / "metrics", commit, related, baseline, seeds) == text
     # and the numbers in it are the metrics files' own
     omniglot = json.loads((REPO / "metrics" / "omniglot.json").read_text())
     result = omniglot["meta_gmvae"]["5way_1shot"]
@@ -266,3 +271,38 @@ def test_report_section_is_validated():
         report.report_config({"report": {"baseline": "HEAD", "basline": "main"}})
     with pytest.raises(ConfigError, match="report.baseline = '  ': must name a git revision"):
         report.report_config({"report": {"baseline": "  "}})
+
+
+def seed_record(tmp_path, params: dict | None, dataset: str = "omniglot") -> Path:
+    from metagmvae.seeds import params_fingerprint
+
+    row = {"dataset": dataset, "method": "meta_gmvae", "setting": "5way_1shot", "mean": 70.5751, "std": 1.8014}
+    row |= {"per_seed": [72.2853, 68.6947, 70.7453]}
+    data = {"runs": ["HEAD (0142337)", "seed1", "seed2"], "rows": [row]}
+    if params is not None:
+        data["params"] = {dataset: params_fingerprint(params, dataset)}
+    path = tmp_path / "seeds.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_seed_spread_is_shown_beside_the_run_and_flagged_when_the_parameters_changed(tmp_path):
+    params = copy.deepcopy(PARAMS)
+    fresh = report.load_seeds(seed_record(tmp_path, params), params)
+    assert report.seeds_cell(fresh, "omniglot", "5way_1shot") == "70.58 ± 1.80 (3 seeds at HEAD (0142337))"
+    assert report.seeds_cell(fresh, "omniglot", "20way_1shot") == "not recorded"
+    seed_changed = copy.deepcopy(params)
+    seed_changed["metatrain"]["omniglot_5way"]["seed"] = 7  # what the seed runs differ in: still fresh
+    assert report.load_seeds(seed_record(tmp_path, params), seed_changed).stale == {"omniglot": ""}
+    mini_changed = copy.deepcopy(params)
+    mini_changed["metatrain"]["mini_imagenet_5way"]["lr"] = 0.5  # another dataset's parameters
+    assert report.load_seeds(seed_record(tmp_path, params), mini_changed).stale == {"omniglot": ""}
+    changed = copy.deepcopy(params)
+    changed["metatrain"]["omniglot_5way"]["val_every"] = 123
+    stale = report.load_seeds(seed_record(tmp_path, params), changed)
+    assert report.seeds_cell(stale, "omniglot", "5way_1shot").endswith("; **stale**: recorded with other parameters")
+    unrecorded = report.load_seeds(seed_record(tmp_path, None), params)
+    assert report.seeds_cell(unrecorded, "omniglot", "5way_1shot").endswith("its parameters were not recorded")
+    assert report.load_seeds(tmp_path / "none.json", params) is None
+    table = report.results_table("omniglot", {"meta_gmvae": {"5way_1shot": {"accuracy": 72.29, "ci95": 1.0}}}, fresh)
+    assert "| 5-way 1-shot | 72.29 ± 1.00 | 70.58 ± 1.80 (3 seeds at HEAD (0142337)) |" in table
