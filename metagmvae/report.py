@@ -107,19 +107,21 @@ def load_seeds(path: Path, params: Mapping[str, Any]) -> SeedRecord | None:
 
     def why(dataset: str) -> str:
         if dataset not in recorded:
-            return "its parameters were not recorded"
-        return "" if recorded[dataset] == params_fingerprint(params, dataset) else "recorded with other parameters"
+            return "params not recorded"
+        return "" if recorded[dataset] == params_fingerprint(params, dataset) else "other params"
 
     return SeedRecord(rows, data["runs"], {d: why(d) for d in {d for d, _, _ in rows}})
 
 
 def seeds_cell(record: SeedRecord | None, dataset: str, key: str) -> str:
-    """``mean ± sd (N seeds at <first run>)`` of Meta-GMVAE at ``key``, with why it is stale."""
+    """``mean ± sd (N seeds at <first run's commit>)`` of Meta-GMVAE at ``key``, with why it is stale."""
     row = record.rows.get((dataset, MAIN_METHOD, key)) if record else None
     if row is None:
         return "not recorded"
-    cell = f"{row['mean']:.2f} ± {row['std']:.2f} ({len(row['per_seed'])} seeds at {record.runs[0]})"
-    return cell + (f"; **stale**: {record.stale[dataset]}" if record.stale[dataset] else "")
+    first = record.runs[0]
+    at = first.split("(")[-1].rstrip(")") if "(" in first else first  # "HEAD (0142337)" -> 0142337
+    cell = f"{row['mean']:.2f} ± {row['std']:.2f} ({len(row['per_seed'])} seeds at {at}"
+    return cell + (f"; **stale**: {record.stale[dataset]})" if record.stale[dataset] else ")")
 
 
 def results_table(dataset: str, results: dict[str, dict[str, dict]], seeds: SeedRecord | None = None) -> str:
