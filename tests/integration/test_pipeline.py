@@ -23,6 +23,7 @@ import yaml
 from conftest import REPO
 
 from metagmvae.paper import PAPER_RESULTS
+from metagmvae.report import SEEDS, load_seeds, seeds_cell
 
 BIN = Path(sys.executable).parent
 
@@ -158,11 +159,18 @@ def test_report_plots_and_stage_times(repo, first_repro):
     metrics = json.loads((repo / "metrics" / "omniglot.json").read_text())
     ours, pixel = metrics["meta_gmvae"]["5way_1shot"], metrics["pixel_1nn"]["5way_1shot"]
     paper, paper_ci = PAPER_RESULTS["omniglot"]["5way_1shot"]
-    row = (
-        f"| 5-way 1-shot | {ours['accuracy']:.2f} ± {ours['ci95']:.2f} | {paper:.2f} ± {paper_ci:.2f} | "
-        f"{ours['accuracy'] - paper:+.2f} | {pixel['accuracy']:.2f} ± {pixel['ci95']:.2f} |"
-    )
-    assert row in report
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    seeds = load_seeds(repo / SEEDS, params)  # the committed seed record, judged against these params
+    cells = [
+        f"{ours['accuracy']:.2f} ± {ours['ci95']:.2f}",
+        *([seeds_cell(seeds, "omniglot", "5way_1shot")] * bool(seeds)),
+    ]
+    cells += [
+        f"{paper:.2f} ± {paper_ci:.2f}",
+        f"{ours['accuracy'] - paper:+.2f}",
+        f"{pixel['accuracy']:.2f} ± {pixel['ci95']:.2f}",
+    ]
+    assert "| 5-way 1-shot | " + " | ".join(cells) + " |" in report
     assert "| LASIUM | 5-way 1-shot |" in report and "| SIB (supervised, transductive) | 5-way 1-shot |" in report
     times = {p.stem for p in (repo / "metrics" / "time").glob("*.json")}
     assert {"augment", "metatrain-omniglot_5way", "evaluate-mini_imagenet", "pretrain-mini_imagenet"} <= times
