@@ -25,7 +25,7 @@ import torch
 
 from metagmvae.data.episodes import read_episodes
 from metagmvae.data.stores import load_split
-from metagmvae.io import atomic_path, project_root, read_json, write_json
+from metagmvae.io import project_root, read_json, write_json
 from metagmvae.profile import profiled_params
 from metagmvae.tools.bench import machine
 from metagmvae.tracking import Run
@@ -97,10 +97,7 @@ def report(args) -> None:
 
 
 def plot(record: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from metagmvae.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -113,9 +110,7 @@ def plot(record: dict, path: Path) -> None:
     ax.set_title("From the falling setting (B 1 x M 200, S 32 / S_rec 1, cosine, Lanczos), one change each")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

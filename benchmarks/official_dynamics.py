@@ -44,10 +44,11 @@ from scipy import stats
 from metagmvae import checkpoint
 from metagmvae.data.episodes import read_episodes, sample_training_batch
 from metagmvae.data.stores import load_split
-from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
+from metagmvae.evaluate import episode_accuracies, summarize
 from metagmvae.io import atomic_path, project_root, read_json, write_json
 from metagmvae.models import build_model
 from metagmvae.models.official import to_our_state_dict
+from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.profile import profiled_params
 from metagmvae.resume import GlobalTorchRNG, ResumeFolder
 from metagmvae.tools.bench import machine, official_modules
@@ -172,16 +173,7 @@ def score(args) -> None:
         ours.load_state_dict(state, strict=True)
         with rt.autocast():
             tokens = ours.encode(test)
-        return model_accuracies(
-            ours,
-            tokens,
-            episodes,
-            rt=rt,
-            samples=ecfg.test_samples,
-            em_iters=ecfg.test_em_iters,
-            episodes_per_call=ecfg.episodes_per_call,
-            seed=ecfg.seed,
-        )
+        return test_accuracies(ours, tokens, episodes, ecfg, rt)
 
     with official_modules(args.official) as (module, _):
         for folder in sorted(args.runs.glob("*/*-seed*")):
@@ -309,10 +301,7 @@ def markdown(record: dict) -> str:
 def plot(record: dict, path: Path) -> None:
     """One panel per configuration: every run's test accuracy by step (thin) and each side's seed
     mean (thick); official weights scored by our evaluation dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from metagmvae.plots import plt, save_figure
 
     configs = record["configs"]
     fig, axes = plt.subplots(1, len(configs), figsize=(6.5 * len(configs), 4.2), squeeze=False)
@@ -339,9 +328,7 @@ def plot(record: dict, path: Path) -> None:
         ax.set_ylabel("5-way 1-shot test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,7 +16,8 @@ from metagmvae.data.episodes import episode_key, parse_episode_key  # noqa: E402
 from metagmvae.io import atomic_path  # noqa: E402
 
 
-def _save(fig, path: Path) -> None:
+def save_figure(fig, path: Path) -> None:
+    """Write ``fig`` to ``path`` as PNG atomically, without a timestamp (the same bytes every run), and close it."""
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
     plt.close(fig)
@@ -38,7 +39,7 @@ def training_curves(history: dict, title: str, path: Path) -> None:
     axes[2].legend()
     axes[2].grid(alpha=0.3)
     fig.suptitle(title)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -74,7 +75,7 @@ def reconstructions_and_samples(
     ax_bot.set_title(f"EM prior of the episode ({way} components): decoded mean, then samples z ~ N(mu_k, I)")
     for ax in (ax_top, ax_bot):
         ax.axis("off")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def accuracy_figure(results: dict[str, dict[str, dict]], paper: dict[str, tuple[float, float]], path: Path) -> None:
@@ -97,7 +98,7 @@ def accuracy_figure(results: dict[str, dict[str, dict]], paper: dict[str, tuple[
     ax.set_ylim(0, 100)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def accuracy_vs_time(records: list[dict], references: dict, path: Path) -> None:
@@ -160,7 +161,7 @@ def accuracy_vs_time(records: list[dict], references: dict, path: Path) -> None:
         f"{references.get('official_cpu', {}).get('machine', 'not measured')}",
         fontsize=9,
     )
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def study_figure(kind: str, runs: list[dict], path: Path) -> None:
@@ -192,7 +193,7 @@ def study_figure(kind: str, runs: list[dict], path: Path) -> None:
         ax.legend(fontsize=6, loc="lower right")
     info = runs[0]["machine"]
     fig.suptitle(f"{info.get('cpu', info.get('gpu', ''))[:60]}, {info['threads']} threads", fontsize=9)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 @torch.no_grad()
@@ -225,7 +226,7 @@ def embedding_figure(
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="best", ncol=2 if way > 5 else 1)
     ax.grid(alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def generated_tasks_figure(generated: torch.Tensor, images: bool, method: str, path: Path) -> None:
@@ -254,7 +255,7 @@ def generated_tasks_figure(generated: torch.Tensor, images: bool, method: str, p
         ax.set_ylabel("PC 2")
         ax.legend(fontsize=7)
         ax.set_title(f"{method}: one generated task, PCA of its features")
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def accuracy_by_shot_table(
@@ -298,7 +299,7 @@ def paired_differences_figure(
     ax.set_xlabel("paired difference b - a (percentage points), 95% CI")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def seed_spread_figure(labels: list[str], spreads: list, title: str, path: Path) -> None:
@@ -321,4 +322,4 @@ def seed_spread_figure(labels: list[str], spreads: list, title: str, path: Path)
     ax.set_title(title, fontsize=9)
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
-    _save(fig, path)
+    save_figure(fig, path)
