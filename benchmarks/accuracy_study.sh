@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Omniglot accuracy-per-training-minute study (README "Accuracy against wall time";
-# benchmarks/accuracy_study.json). Each run is one `python -m metagmvae.tools.timecurve` training with
+# benchmarks/accuracy_study.json). Each run is one `python -m benchmarks.timecurve` training with
 # its learning rate annealed by one half-cosine to its last step, sized to about the minutes
 # named (steps = minutes / measured seconds per step on the 2-core CPU), scored on the fixed
 # validation episodes (for choosing) and test episodes (for reporting) at the marks.
@@ -17,9 +17,9 @@ if [ ! -f "$nearest/omniglot.h5" ]; then
   python - "$nearest" <<'PY'
 import sys
 from pathlib import Path
-from metagmvae.config import load_params
+from metagmvae.runtime.config import load_params
 from metagmvae.pipeline import augment
-from metagmvae.validate import parse_section
+from metagmvae.cli.validate import parse_section
 params = load_params("params.yaml")
 params["augment"]["omniglot"]["resize_filter"] = "nearest"
 out = Path(sys.argv[1])
@@ -56,7 +56,7 @@ for run in "${runs[@]}"; do
   [ -f "$out/$run.json" ] && { echo "$run: done"; continue; }
   echo "== $run: ${RUNS[$run]}"
   # shellcheck disable=SC2086
-  python -m metagmvae.tools.timecurve --profile quick --store data/omniglot/omniglot.h5 --episodes data/omniglot/episodes.h5 \
+  python -m benchmarks.timecurve --profile quick --store data/omniglot/omniglot.h5 --episodes data/omniglot/episodes.h5 \
     ${RUNS[$run]} --out "$out/$run" > "$out/$run.log" 2>&1  # a run's own --store comes last and wins
   tail -n 4 "$out/$run.log"
 done

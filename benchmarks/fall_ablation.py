@@ -7,7 +7,7 @@ The falling setting is ``5w_m200s32r1_lanczos`` of ``benchmarks/accuracy_study.j
 1-shot 78.1 -> 70.1 -> 65.9 % at 2.6k / 5.2k / 9.2k steps): ``metatrain.omniglot_5way`` of
 params.yaml with B 1 x M 200, S 32 with S_rec 1, one half-cosine of the rate over the run, the
 Lanczos store. Each variant changes one thing (:data:`VARIANTS`). Training is the pipeline's own
-(:func:`metagmvae.train.train`: validation on the fixed 200 validation episodes per shot every
+(:func:`metagmvae.methods.meta_gmvae.train`: validation on the fixed 200 validation episodes per shot every
 ``--every`` steps, the best checkpoint per shot, the smallest EM component per log line), resumable
 from its run folder. ``report`` reads every run's ``history.json`` and writes the record: per
 variant and seed, the validation curve, its peak and its last value (a fall is peak - last), and
@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.bench import machine
+from metagmvae.cli.profile import profiled_params
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import read_episodes
 from metagmvae.data.stores import load_split
-from metagmvae.io import project_root, read_json, write_json
-from metagmvae.profile import profiled_params
-from metagmvae.tools.bench import machine
-from metagmvae.tracking import Run
-from metagmvae.train import train
-from metagmvae.validate import parse_section
+from metagmvae.methods.meta_gmvae import train
+from metagmvae.runtime.io import project_root, read_json, write_json
+from metagmvae.runtime.tracking import Run
 
 ROOT = project_root()
 SECTION = "metatrain.omniglot_5way"
@@ -97,7 +97,7 @@ def report(args) -> None:
 
 
 def plot(record: dict, path: Path) -> None:
-    from metagmvae.plots import plt, save_figure
+    from metagmvae.analysis.plots import plt, save_figure
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     colors = dict(zip(VARIANTS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))

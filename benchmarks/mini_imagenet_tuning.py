@@ -24,8 +24,8 @@ from pathlib import Path
 import h5py
 import yaml
 
-from metagmvae.io import read_json, write_json
-from metagmvae.profile import merge, profiled_params
+from metagmvae.cli.profile import merge, profiled_params
+from metagmvae.runtime.io import read_json, write_json
 
 REPO = Path(__file__).resolve().parent.parent
 MODEL = "mini_imagenet_5way"

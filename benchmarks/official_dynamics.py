@@ -13,8 +13,8 @@ never copied here), imported unmodified, with its own initialisation, EM, loss a
 rec + kl, backward, Adam(lr, weight_decay)). Its random draws come from the process-wide torch and
 numpy RNGs, seeded with ``--seed``. Its decoder runs in channels-last memory format (the same
 numbers up to float rounding, 15% faster on the CPU).
-**Our side**: the project's own training code (:func:`metagmvae.train.start_training` and
-:func:`metagmvae.train.training_steps`) on ``metatrain.omniglot_5way`` of params.yaml with the
+**Our side**: the project's own training code (:func:`metagmvae.methods.meta_gmvae.start_training` and
+:func:`metagmvae.methods.meta_gmvae.training_steps`) on ``metatrain.omniglot_5way`` of params.yaml with the
 configuration's B, M, S = S_rec, a constant rate and fp32.
 
 Both draw their batches from the same unlabeled pool of our store, uniformly with replacement
@@ -41,19 +41,19 @@ import numpy as np
 import torch
 from scipy import stats
 
-from metagmvae import checkpoint
+from benchmarks.bench import machine, official_modules
+from metagmvae.cli.profile import profiled_params
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import read_episodes, sample_training_batch
 from metagmvae.data.stores import load_split
-from metagmvae.evaluate import episode_accuracies, summarize
-from metagmvae.io import atomic_path, project_root, read_json, write_json
+from metagmvae.evaluation.accuracy import episode_accuracies, summarize
+from metagmvae.methods.meta_gmvae import start_training, training_steps
 from metagmvae.models import build_model
 from metagmvae.models.official import to_our_state_dict
 from metagmvae.pipeline.evaluate import test_accuracies
-from metagmvae.profile import profiled_params
-from metagmvae.resume import GlobalTorchRNG, ResumeFolder
-from metagmvae.tools.bench import machine, official_modules
-from metagmvae.train import start_training, training_steps
-from metagmvae.validate import parse_section
+from metagmvae.runtime import checkpoint
+from metagmvae.runtime.io import atomic_path, project_root, read_json, write_json
+from metagmvae.training.resume import GlobalTorchRNG, ResumeFolder
 
 ROOT = project_root()
 CONFIGS = {  # name -> B episodes per step, M points per episode, S = S_rec samples per point
@@ -301,7 +301,7 @@ def markdown(record: dict) -> str:
 def plot(record: dict, path: Path) -> None:
     """One panel per configuration: every run's test accuracy by step (thin) and each side's seed
     mean (thick); official weights scored by our evaluation dashed."""
-    from metagmvae.plots import plt, save_figure
+    from metagmvae.analysis.plots import plt, save_figure
 
     configs = record["configs"]
     fig, axes = plt.subplots(1, len(configs), figsize=(6.5 * len(configs), 4.2), squeeze=False)

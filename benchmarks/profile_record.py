@@ -5,14 +5,14 @@
 
 A profile runs as a DVC experiment (``bash scripts/repro.sh --profile cpu --temp <targets>``);
 its metrics files are committed to the experiment's ref, so they are read with git
-(:mod:`metagmvae.revisions`), not from the workspace. The dataset's stages are those of the
+(:mod:`metagmvae.analysis.revisions`), not from the workspace. The dataset's stages are those of the
 revision's ``dvc.lock`` whose command names the dataset, one of its models or one of its
 related methods (``--stages``: only those named, the ones an experiment re-ran). The record
 holds the parameters of the dataset's sections as the run used them, every JSON metrics output
 of those stages (test accuracies, training records, feature statistics, wall times; not the
 per-episode files), the stages' wall times in seconds with their sum, and the machine this
 script runs on (run it on the machine that ran the experiment). The paired differences against
-another run come from ``python -m metagmvae.compare`` (its ``--out``).
+another run come from ``python -m metagmvae.analysis.compare`` (its ``--out``).
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 import yaml
 
-from metagmvae.io import project_root, write_json
-from metagmvae.revisions import Revision, read_text, resolve
-from metagmvae.tools.bench import machine
+from benchmarks.bench import machine
+from metagmvae.analysis.revisions import Revision, read_text, resolve
+from metagmvae.runtime.io import project_root, write_json
 
 
 def read_json(revision: Revision, repo: Path, path: str) -> dict:

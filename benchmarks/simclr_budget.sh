@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The SimCLR pre-training budget study (README "Mini-ImageNet"; benchmarks/simclr_budget.json):
-# one `python -m metagmvae.tools.simclr_budget` run per configuration, constant learning rate
+# one `python -m benchmarks.simclr_budget` run per configuration, constant learning rate
 # after a one-epoch warm-up (so a snapshot at minute t is a run stopped at t), LR(SimCLR) on the
 # fixed 1000 test episodes (5-way 1- and 5-shot) at 0 (random encoder), 2, 5, 10 (and 15) minutes.
 #   bash benchmarks/simclr_budget.sh OUT_DIR [RUN ...]       # default: every run below
@@ -36,7 +36,7 @@ for run in "${runs[@]}"; do
   [ -f "$out/$run.json" ] && { echo "$run: done"; continue; }
   echo "== $run: ${RUNS[$run]}"
   # shellcheck disable=SC2086
-  python -m metagmvae.tools.simclr_budget --images data/mini_imagenet/raw/images.h5 \
+  python -m benchmarks.simclr_budget --images data/mini_imagenet/raw/images.h5 \
     --episodes data/mini_imagenet/episodes.h5 ${RUNS[$run]} --out "$out/$run" > "$out/$run.log" 2>&1
   tail -n 6 "$out/$run.log"
 done

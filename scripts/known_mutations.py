@@ -47,14 +47,14 @@ MUTATIONS = (
     Mutation(
         "no_optimizer_step",
         "optimizer.step() deleted from Meta-GMVAE training",
-        "metagmvae/train.py",
+        "metagmvae/methods/meta_gmvae.py",
         (("    optimizer.step()\n", "    pass\n"),),
         ("tests/unit/test_train.py::test_training_lowers_the_loss_and_lifts_accuracy_well_above_the_untrained_model",),
     ),
     Mutation(
         "latest_weights_as_best",
         "the latest weights saved at every validation, labelled with the best value",
-        "metagmvae/train.py",
+        "metagmvae/methods/meta_gmvae.py",
         (
             (
                 "            self.accuracy[shot] = accuracy\n",
@@ -67,35 +67,35 @@ MUTATIONS = (
     Mutation(
         "autocast_noop",
         "Runtime.autocast made a no-op for bf16",
-        "metagmvae/runtime.py",
+        "metagmvae/runtime/device.py",
         (("return torch.autocast(self.device.type, dtype=torch.bfloat16)", "return contextlib.nullcontext()"),),
         ("tests/unit/test_fast_paths.py::test_channels_last_and_bf16_training_steps_match_fp32",),
     ),
     Mutation(
         "bench_skips_work",
         "the timed function skipped inside the bench loop",
-        "metagmvae/tools/bench.py",
+        "benchmarks/bench.py",
         (("        tick = time.perf_counter()\n        fn()\n", "        tick = time.perf_counter()\n"),),
         ("tests/integration/test_bench.py::test_each_timed_step_runs_the_work_after_the_warm_up",),
     ),
     Mutation(
         "summarize_no_1_96",
         "summarize: the 1.96 removed from the 95% CI",
-        "metagmvae/evaluate.py",
+        "metagmvae/evaluation/accuracy.py",
         (("100.0 * 1.96 * acc.std()", "100.0 * acc.std()"),),
         ("tests/unit/test_evaluate.py::test_summarize_is_the_mean_and_1_96_population_std_over_root_n_in_percent",),
     ),
     Mutation(
         "summarize_ddof_1",
         "summarize: sample std (ddof = 1) instead of the official population std",
-        "metagmvae/evaluate.py",
+        "metagmvae/evaluation/accuracy.py",
         (("1.96 * acc.std()", "1.96 * acc.std(ddof=1)"),),
         ("tests/unit/test_evaluate.py::test_summarize_is_the_mean_and_1_96_population_std_over_root_n_in_percent",),
     ),
     Mutation(
         "resume_ignores_config",
         "resume folder without the config fingerprint (a changed config resumes foreign state)",
-        "metagmvae/train.py",
+        "metagmvae/methods/meta_gmvae.py",
         (('f"{out_dir.name}-{cfg.fingerprint()}"', 'f"{out_dir.name}"'),),
         ("tests/unit/test_train.py::test_changed_config_does_not_resume_foreign_state",),
     ),
@@ -133,14 +133,14 @@ MUTATIONS = (
     Mutation(
         "crop_square_only",
         "SimCLR crops always square (aspect ratio ignored)",
-        "metagmvae/simclr.py",
+        "metagmvae/methods/simclr.py",
         (("    aspect = log_ratio.exp()\n", "    aspect = torch.ones_like(log_ratio)\n"),),
         ("tests/unit/test_simclr.py::test_crop_boxes_keep_the_aspect_ratio_range",),
     ),
     Mutation(
         "no_flip",
         "SimCLR horizontal flip removed",
-        "metagmvae/simclr.py",
+        "metagmvae/methods/simclr.py",
         (
             (
                 "flip = torch.rand(n, generator=gen, device=x.device) < 0.5",
@@ -152,7 +152,7 @@ MUTATIONS = (
     Mutation(
         "no_colour_jitter",
         "SimCLR colour jitter removed",
-        "metagmvae/simclr.py",
+        "metagmvae/methods/simclr.py",
         (
             (
                 "x = color_jitter(resized_crop(x, boxes, flip).clamp(0, 1), gen)",
@@ -164,7 +164,7 @@ MUTATIONS = (
     Mutation(
         "no_grayscale",
         "SimCLR random grayscale removed",
-        "metagmvae/simclr.py",
+        "metagmvae/methods/simclr.py",
         (
             (
                 "gray = torch.rand(n, generator=gen, device=x.device) < 0.2",
@@ -176,21 +176,21 @@ MUTATIONS = (
     Mutation(
         "simclr_no_optimizer_step",
         "optimizer.step() deleted from SimCLR pretraining",
-        "metagmvae/pretrain.py",
+        "metagmvae/methods/simclr_pretrain.py",
         (("            optimizer.step()\n", "            pass\n"),),
         ("tests/unit/test_simclr.py::test_pretraining_lowers_nt_xent_and_its_features_beat_the_random_encoder",),
     ),
     Mutation(
         "fix_pi_ignored",
         "fix_pi=True ignored by the training EM (weights re-estimated anyway)",
-        "metagmvae/em.py",
+        "metagmvae/models/em.py",
         (("            if not fix_pi:\n", "            if True:\n"),),
         ("tests/unit/test_em.py::test_fixed_weights_change_the_fitted_means_of_an_unbalanced_mixture",),
     ),
     Mutation(
         "init_first_k_points",
         "EM initial means always the first K points of an episode",
-        "metagmvae/em.py",
+        "metagmvae/models/em.py",
         (
             (
                 "    return noise.topk(k, dim=1).indices\n",
@@ -202,7 +202,7 @@ MUTATIONS = (
     Mutation(
         "seed_depends_on_the_process",
         "the model seed depends on the interpreter's string-hash seed (same in one process, not across two)",
-        "metagmvae/train.py",
+        "metagmvae/methods/meta_gmvae.py",
         (("    torch.manual_seed(cfg.seed)\n", '    torch.manual_seed(cfg.seed + hash("seed") % 1000)\n'),),
         ("tests/integration/reliability/test_determinism.py::test_omniglot_chain_twice_gives_identical_bytes",),
     ),

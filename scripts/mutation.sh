@@ -11,14 +11,14 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 # (BestCheckpoints, the validation that feeds it, the outputs copied from it);
 # the NT-Xent loss of simclr.py.
 MUTATED=(
-  "metagmvae.em.*"
-  "metagmvae.evaluate.*"
+  "metagmvae.models.em.*"
+  "metagmvae.evaluation.accuracy.*"
   "metagmvae.models.gmvae.*"
-  "metagmvae.baselines.*"
-  "metagmvae.train.xǁBestCheckpointsǁ*"
-  "metagmvae.train.x__record_validation__*"
-  "metagmvae.train.x__write_outputs__*"
-  "metagmvae.simclr.x_nt_xent__*"
+  "metagmvae.methods.baselines.*"
+  "metagmvae.methods.meta_gmvae.xǁBestCheckpointsǁ*"
+  "metagmvae.methods.meta_gmvae.x__record_validation__*"
+  "metagmvae.methods.meta_gmvae.x__write_outputs__*"
+  "metagmvae.methods.simclr.x_nt_xent__*"
 )
 if [ "${1:-}" != "--scores" ]; then
   rm -rf mutants

@@ -1,6 +1,6 @@
 """Mutation score per module from ``python -m mutmut results --all true`` on stdin.
 
-    python -m mutmut results --all true | python scripts/mutation_score.py "metagmvae.em.*" ...
+    python -m mutmut results --all true | python scripts/mutation_score.py "metagmvae.models.em.*" ...
 
 The arguments are the mutant-name patterns that were run. A mutant counts as killed only when a
 test failed on it; a timeout is listed apart (on a busy machine the time limit, not the mutant,
@@ -19,7 +19,7 @@ LINE = re.compile(r"^\s*(?P<name>\S+): (?P<status>.+)$")
 
 
 def module_of(mutant: str) -> str:
-    """``metagmvae.em.x_unsupervised_em__mutmut_3`` -> ``metagmvae.em`` (methods: ``.xǁClassǁname``)."""
+    """``metagmvae.models.em.x_unsupervised_em__mutmut_3`` -> ``metagmvae.models.em`` (methods: ``.xǁClassǁname``)."""
     return re.split(r"\.x[_ǁ]", mutant, maxsplit=1)[0]
 
 

@@ -11,16 +11,16 @@ dvc="${METAGMVAE_DVC:-dvc}"  # the tests put a stand-in here to see whether DVC 
 if [ "${1:-}" = "--profile" ]; then
   profile="${2:?--profile needs a name}"
   shift 2
-  sets="$(python -m metagmvae.profile "$profile")"  # an unknown profile or key stops here (set -e)
+  sets="$(python -m metagmvae.cli.profile "$profile")"  # an unknown profile or key stops here (set -e)
   checked="$(mktemp --suffix=.yaml)"
   trap 'rm -f "$checked"' EXIT
-  python -m metagmvae.profile "$profile" --write "$checked"
-  python -m metagmvae.validate "$checked"  # every problem, before any work; a failure stops here
+  python -m metagmvae.cli.profile "$profile" --write "$checked"
+  python -m metagmvae.cli.validate "$checked"  # every problem, before any work; a failure stops here
   args=()
   [ -z "$sets" ] || mapfile -t args <<< "$sets"
   "$dvc" exp run --name "$profile-$(date +%Y%m%d-%H%M%S)" "${args[@]}" "$@"
 else
-  python -m metagmvae.validate params.yaml  # every problem, before any work
+  python -m metagmvae.cli.validate params.yaml  # every problem, before any work
   "$dvc" repro "$@"
 fi
-python -m metagmvae.docs  # README.md and docs/ show the metrics now in the workspace
+python -m metagmvae.cli.docs  # README.md and docs/ show the metrics now in the workspace

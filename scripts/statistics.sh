@@ -42,6 +42,6 @@ if grep -q Failed <<< "$(dvc queue status)"; then
 fi
 
 mkdir -p "$out"
-python -m metagmvae.compare HEAD "ts1-$tag" --dataset omniglot --out "$out/compare" | tee "$out/compare.txt"
-python -m metagmvae.seeds "${runs[@]}" --dataset omniglot --out "$out/seeds" | tee "$out/seeds.txt"
+python -m metagmvae.analysis.compare HEAD "ts1-$tag" --dataset omniglot --out "$out/compare" | tee "$out/compare.txt"
+python -m metagmvae.analysis.seeds "${runs[@]}" --dataset omniglot --out "$out/seeds" | tee "$out/seeds.txt"
 echo "wrote $out/ (a dated page in docs/studies/ quotes them)"

@@ -8,8 +8,8 @@ of each split).
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import augment
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 for option in ("--raw", "--store", "--split"):

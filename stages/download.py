@@ -6,9 +6,9 @@ Output: the --out folder (only once every file is fetched and verified).
 
 from pathlib import Path
 
-from metagmvae import stage
-from metagmvae.io import project_root
 from metagmvae.pipeline import download
+from metagmvae.pipeline import shared as stage
+from metagmvae.runtime.io import project_root
 
 parser = stage.parser(__doc__)
 parser.add_argument("dataset")

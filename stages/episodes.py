@@ -7,8 +7,8 @@ Output: the episode file, read by every training (validation) and evaluation.
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import episodes
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 parser.add_argument("dataset")

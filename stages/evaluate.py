@@ -9,8 +9,8 @@ data --accuracy-table.
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import evaluate
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 parser.add_argument("dataset")

@@ -8,8 +8,8 @@ that the meta-learners read, and --metrics (a summary).
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import extract
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 parser.add_argument("dataset")

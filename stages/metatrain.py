@@ -9,8 +9,8 @@ and --metrics (best validation accuracies, training wall time). An interrupted r
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import metatrain
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 parser.add_argument("name")

@@ -8,8 +8,8 @@ resumes from <--resume>/simclr-<config hash>-w<processes>/ at its last saved ste
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import pretrain
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 parser.add_argument("dataset")

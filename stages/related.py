@@ -8,8 +8,8 @@ metrics) and every test episode's result beside it (metrics/related/episodes/<na
 
 from pathlib import Path
 
-from metagmvae import stage
 from metagmvae.pipeline import related
+from metagmvae.pipeline import shared as stage
 
 parser = stage.parser(__doc__)
 parser.add_argument("name")

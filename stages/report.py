@@ -8,7 +8,7 @@ device, commit). `metagmvae docs` then copies its tables into README.md and docs
 
 import sys
 
-from metagmvae.report import main
+from metagmvae.analysis.report import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -20,8 +20,8 @@ import pytest
 import yaml
 from PIL import Image, ImageDraw
 
-from metagmvae.profile import load_profile, merge
-from metagmvae.validate import parse_section
+from metagmvae.cli.profile import load_profile, merge
+from metagmvae.cli.validate import parse_section
 
 REPO = Path(__file__).resolve().parent.parent
 INTEGRATION = REPO / "tests" / "integration"

@@ -1,6 +1,6 @@
 """Deterministic HDF5 writing and checked reading.
 
-Files are written through :func:`metagmvae.io.atomic_path`, with object timestamps off and a
+Files are written through :func:`metagmvae.runtime.io.atomic_path`, with object timestamps off and a
 fixed library-version range, so identical inputs give byte-identical files (stable DVC hashes).
 Every file carries a ``format`` attribute that readers check, so a truncated or foreign file is
 reported by name instead of failing somewhere downstream.
@@ -17,7 +17,7 @@ from typing import Any
 import h5py
 import numpy as np
 
-from metagmvae.io import atomic_path
+from metagmvae.runtime.io import atomic_path
 
 
 class StoreError(ValueError):

@@ -25,8 +25,8 @@ import torch
 from PIL import Image
 
 from metagmvae.data import hdf5
-from metagmvae.io import sha256_file
-from metagmvae.progress import progress as progress_bar
+from metagmvae.runtime.io import sha256_file
+from metagmvae.runtime.progress import progress as progress_bar
 
 FORMAT = "metagmvae.jpegs.v1"
 SPLITS = ("train", "val", "test")

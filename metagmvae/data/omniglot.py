@@ -19,7 +19,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 from PIL import Image
 
-from metagmvae.progress import progress as progress_bar
+from metagmvae.runtime.progress import progress as progress_bar
 
 IMAGES_PER_CHARACTER = 20
 ROTATIONS = 4  # 0, 90, 180 and 270 degrees, each a class of its own
@@ -27,7 +27,7 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FORMAT = "metagmvae.omniglot.v1"
 MEMBER_DIGESTS = Path(__file__).with_name("omniglot_members.json.gz")
 """Expected per-member digests of the official archives, keyed by their content digest (written
-by ``python -m metagmvae.tools.member_digests``): they name the first member of a modified
+by ``python -m benchmarks.member_digests``): they name the first member of a modified
 archive whose bytes differ."""
 MEMBER_DIGEST_HEX = 8  # hex digits kept of each member's SHA-256 (enough to point at a change)
 

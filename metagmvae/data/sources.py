@@ -13,7 +13,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from metagmvae.io import atomic_path
+from metagmvae.runtime.io import atomic_path
 
 URL_SCHEMES = ("http://", "https://", "file://")
 

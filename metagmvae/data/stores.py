@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from metagmvae.config import ConfigError
 from metagmvae.data import features, hdf5, omniglot
+from metagmvae.runtime.config import ConfigError
 
 
 def _load_features(path: Path, split: str) -> np.ndarray:

@@ -8,10 +8,10 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, model_validator
 from torch import nn
 
-from metagmvae.config import PositiveInt, Section, parse
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.models.gmvae import MetaGMVAE
 from metagmvae.models.mlp import FeatureDecoder
+from metagmvae.runtime.config import PositiveInt, Section, parse
 
 
 class PixelsModel(Section):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from metagmvae import em
+from metagmvae.models import em
 from metagmvae.models.set_encoder import SetEncoder
 
 
@@ -21,7 +21,7 @@ from metagmvae.models.set_encoder import SetEncoder
 class Losses:
     """Per-step objective: ``loss = rec + kl`` (averaged over episodes, points and samples), and
     ``min_component``: the fewest Monte-Carlo samples any component of any episode's EM prior
-    holds (:func:`metagmvae.em.component_sizes`; about 0 when a component emptied)."""
+    holds (:func:`metagmvae.models.em.component_sizes`; about 0 when a component emptied)."""
 
     loss: torch.Tensor
     rec: torch.Tensor

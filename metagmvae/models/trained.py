@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from metagmvae import checkpoint
 from metagmvae.models.build import build_model
 from metagmvae.models.gmvae import MetaGMVAE
-from metagmvae.runtime import Runtime
+from metagmvae.runtime import checkpoint
+from metagmvae.runtime.device import Runtime
 
 
 def best_checkpoint_name(shot: int) -> str:

@@ -7,9 +7,9 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from metagmvae.config import NonNegativeInt, Section, SplitCounts
 from metagmvae.data import omniglot
-from metagmvae.io import write_json
+from metagmvae.runtime.config import NonNegativeInt, Section, SplitCounts
+from metagmvae.runtime.io import write_json
 
 
 class AugmentConfig(Section):

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, StringConstraints
 
-from metagmvae.config import PositiveFloat, PositiveInt, Section, SplitCounts
 from metagmvae.data import mini_imagenet, omniglot
 from metagmvae.data.sources import URL_SCHEMES, SourceError, fetch_verified, resolve_source
-from metagmvae.io import atomic_dir, write_json
+from metagmvae.runtime.config import PositiveFloat, PositiveInt, Section, SplitCounts
+from metagmvae.runtime.io import atomic_dir, write_json
 
 Sources = Annotated[list[str], Field(min_length=1)]  # URLs or folders, tried in order
 Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]

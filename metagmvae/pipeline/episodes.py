@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from metagmvae.config import ConfigError, NonNegativeInt, PositiveInt, PositiveInts, Section
 from metagmvae.data.episodes import (
     EpisodeSet,
     check_episode_shape,
@@ -13,6 +12,7 @@ from metagmvae.data.episodes import (
     write_episodes,
 )
 from metagmvae.data.stores import split_shape
+from metagmvae.runtime.config import ConfigError, NonNegativeInt, PositiveInt, PositiveInts, Section
 
 
 class EpisodeSettings(Section):

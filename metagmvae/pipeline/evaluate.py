@@ -11,18 +11,18 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from metagmvae import plots
-from metagmvae.baselines import BASELINES
-from metagmvae.config import NonNegativeInt, PositiveInt, PositiveInts
+from metagmvae.analysis import plots
+from metagmvae.analysis.paper import PAPER_RESULTS
 from metagmvae.data.episodes import EpisodeSet, check_episode_shape, episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split, split_statistics
-from metagmvae.episode_results import EpisodeResults, cross_way_method, trained_way
-from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
-from metagmvae.io import write_csv, write_json
+from metagmvae.evaluation.accuracy import episode_accuracies, model_accuracies, summarize
+from metagmvae.evaluation.episode_results import EpisodeResults, cross_way_method, trained_way
+from metagmvae.methods.baselines import BASELINES
 from metagmvae.models.trained import checkpoint_for, load_model
-from metagmvae.paper import PAPER_RESULTS
-from metagmvae.runtime import RuntimeSettings
-from metagmvae.tracking import result_metrics, start_run
+from metagmvae.runtime.config import NonNegativeInt, PositiveInt, PositiveInts
+from metagmvae.runtime.device import RuntimeSettings
+from metagmvae.runtime.io import write_csv, write_json
+from metagmvae.runtime.tracking import result_metrics, start_run
 
 EMBEDDING_POINTS_PER_CLASS = 100  # Mini-ImageNet has 600 per class; Omniglot's 20 are all shown
 
@@ -71,7 +71,7 @@ def test_accuracies(model, tokens: torch.Tensor, episodes, cfg: EvalConfig, rt, 
 @dataclass(frozen=True)
 class Outputs:
     """Where the stage writes (dvc.yaml's outs; the per-episode results go beside ``metrics``,
-    :func:`metagmvae.episode_results.results_path`)."""
+    :func:`metagmvae.evaluation.episode_results.results_path`)."""
 
     metrics: Path  # {method: {"<W>way_<s>shot": {accuracy, ci95, episodes}}}, accuracies in percent
     accuracy_figure: Path  # accuracy by way/shot and method, beside the paper's
@@ -83,7 +83,7 @@ def run(dataset: str, cfg: EvalConfig, store: Path, episodes_path: Path, models_
     """Score every model of ``cfg.models`` (trained in ``models_dir/<name>``) and the baselines on
     the same test episodes of ``dataset``, and each model of ``cfg.cross_way`` also at those other
     ways (as ``meta_gmvae_trained_<K>way``); write ``out`` and every episode's result
-    (:mod:`metagmvae.episode_results`); returns the metrics."""
+    (:mod:`metagmvae.evaluation.episode_results`); returns the metrics."""
     rt = cfg.runtime(convolutional=STORES[dataset].images)
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     results: dict[str, dict] = {"meta_gmvae": {}, **{b: {} for b in cfg.baselines}}

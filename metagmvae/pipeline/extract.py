@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from metagmvae import simclr
-from metagmvae.config import ConfigError, PositiveInt, SplitCounts
 from metagmvae.data import features, mini_imagenet
-from metagmvae.io import sha256_file, write_json
-from metagmvae.progress import progress as progress_bar
-from metagmvae.runtime import Runtime, RuntimeSettings
+from metagmvae.methods import simclr
+from metagmvae.runtime.config import ConfigError, PositiveInt, SplitCounts
+from metagmvae.runtime.device import Runtime, RuntimeSettings
+from metagmvae.runtime.io import sha256_file, write_json
+from metagmvae.runtime.progress import progress as progress_bar
 
 SPLITS = mini_imagenet.SPLITS
 

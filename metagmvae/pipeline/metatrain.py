@@ -7,13 +7,13 @@ from pathlib import Path
 
 import torch
 
-from metagmvae import plots
+from metagmvae.analysis import plots
 from metagmvae.data.episodes import EpisodeSet, check_episode_shape, read_episodes
 from metagmvae.data.stores import STORES, load_split
-from metagmvae.io import read_json, write_csv, write_json
+from metagmvae.methods.meta_gmvae import TrainConfig, train
 from metagmvae.models.trained import best_checkpoint_name, load_model
-from metagmvae.tracking import start_run
-from metagmvae.train import TrainConfig, train
+from metagmvae.runtime.io import read_json, write_csv, write_json
+from metagmvae.runtime.tracking import start_run
 
 TRAIN_METRICS = ("steps", "best_val_accuracy", "train_seconds", "seconds_per_step")
 

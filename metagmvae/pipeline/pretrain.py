@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from metagmvae import simclr
 from metagmvae.data import mini_imagenet
-from metagmvae.distributed import init_from_env
-from metagmvae.io import write_json
-from metagmvae.pretrain import PretrainConfig, pretrain
-from metagmvae.tracking import Run, start_run
+from metagmvae.methods import simclr
+from metagmvae.methods.simclr_pretrain import PretrainConfig, pretrain
+from metagmvae.runtime.distributed import init_from_env
+from metagmvae.runtime.io import write_json
+from metagmvae.runtime.tracking import Run, start_run
 
 
 def run(

@@ -3,7 +3,7 @@ scored on the same fixed test episodes as Meta-GMVAE, with metrics in the same s
 
 A ``related.<name>`` section holds the keys every method shares (:class:`RelatedRun`: ``method``,
 ``dataset``, the validation and test settings, the runtime) and the method's own
-hyper-parameters (its ``Config``, :mod:`metagmvae.related.registry`), in one flat mapping.
+hyper-parameters (its ``Config``, :mod:`metagmvae.methods.registry`), in one flat mapping.
 """
 
 from __future__ import annotations
@@ -15,17 +15,17 @@ from typing import Annotated, Literal, Union
 import torch
 from pydantic import Field, create_model
 
-from metagmvae import plots
-from metagmvae.config import PositiveInt, PositiveInts, Section, Way
+from metagmvae.analysis import plots
+from metagmvae.analysis.paper import first_published
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
-from metagmvae.episode_results import EpisodeResults
-from metagmvae.evaluate import episode_accuracies, summarize
-from metagmvae.io import write_json
-from metagmvae.paper import first_published
-from metagmvae.related.registry import METHODS, TASK_SAMPLERS
-from metagmvae.runtime import RuntimeSettings
-from metagmvae.tracking import result_metrics, start_run
+from metagmvae.evaluation.accuracy import episode_accuracies, summarize
+from metagmvae.evaluation.episode_results import EpisodeResults
+from metagmvae.methods.registry import METHODS, TASK_SAMPLERS
+from metagmvae.runtime.config import PositiveInt, PositiveInts, Section, Way
+from metagmvae.runtime.device import RuntimeSettings
+from metagmvae.runtime.io import write_json
+from metagmvae.runtime.tracking import result_metrics, start_run
 
 
 class RelatedRun(RuntimeSettings):
@@ -62,7 +62,7 @@ def run(
 ) -> dict:
     """Train ``related.<name>``, write ``out_dir/model.pt`` and ``summary.json``, score every test
     setting and write ``metrics_path`` as ``{method: {"<W>way_<s>shot": {accuracy, ci95,
-    episodes}}}`` (percent), every episode's result beside it (:mod:`metagmvae.episode_results`)
+    episodes}}}`` (percent), every episode's result beside it (:mod:`metagmvae.evaluation.episode_results`)
     and ``plots_dir/accuracy.png`` (and ``tasks.png`` for a method that generates its tasks)."""
     method, dataset, cfg = spec.method, spec.dataset, spec.method_config()
     rt = spec.runtime(convolutional=STORES[dataset].images)

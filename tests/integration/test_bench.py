@@ -4,13 +4,15 @@ the ratios to the official implementation measured in the same run."""
 from __future__ import annotations
 
 import json
+import statistics
 import textwrap
 import time
 
+import pytest
 import torch
 
-from metagmvae.runtime import Runtime
-from metagmvae.tools import bench
+from benchmarks import bench
+from metagmvae.runtime.device import Runtime
 
 FAKE_MODEL = """
 import time
@@ -60,8 +62,18 @@ def test_benchmark_writes_machine_timings_memory_and_the_resolved_runtime(tmp_pa
     assert fp32["channels_last"] is False  # a feature model: no convolutions, auto leaves the layout
     assert auto["precision"] in ("fp32", "bf16")
     assert len(fp32["all_seconds"]) == 2
-    assert min(fp32["all_seconds"]) - 1e-4 <= fp32["seconds"] <= max(fp32["all_seconds"]) + 1e-4  # the median
+    assert fp32["seconds"] == pytest.approx(statistics.median(fp32["all_seconds"]), abs=1e-4)  # all_seconds: 4 dp
     assert 0.1 < fp32["peak_gib"] < 16  # the child's own peak resident set, in GiB
+
+
+def test_a_case_reports_the_median_of_its_timed_steps(monkeypatch):
+    """Known step times, out of order: the median (0.3 s) is none of the mean (0.4), the minimum,
+    the maximum, the first, the last or the middle step."""
+    times = [0.9, 0.3, 0.1, 0.5, 0.2]
+    monkeypatch.setattr(bench, "bench_train", lambda name, rt, warmup, steps: list(times))
+    result = bench.run_case("omniglot_5way", "fp32", "cpu", warmup=0, steps=5, official=None)
+    assert result["seconds"] == 0.3 == statistics.median(times)
+    assert result["all_seconds"] == times  # in the order they ran
 
 
 def test_official_code_is_imported_from_its_checkout_and_timed_in_the_same_run(tmp_path):
@@ -118,7 +130,7 @@ def test_a_training_case_times_the_training_step_itself(monkeypatch):
         steps.append((tuple(x.shape), setting["way"], setting["samples"]))
         time.sleep(0.05)
 
-    monkeypatch.setattr("metagmvae.train.train_step", slow_step)
+    monkeypatch.setattr("metagmvae.methods.meta_gmvae.train_step", slow_step)
     seconds = bench.bench_train("omniglot_5way", Runtime(torch.device("cpu"), "fp32"), warmup=1, steps=2)
     assert steps == [((4, 200, 1, 28, 28), 5, 32)] * 3  # the paper's B, M, way and S
     assert len(seconds) == 2 and all(s >= 0.05 for s in seconds)

@@ -12,9 +12,9 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae import checkpoint
+from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes
-from metagmvae.validate import parse_section
+from metagmvae.runtime import checkpoint
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTION = "metatrain.omniglot_5way"

@@ -8,8 +8,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch.nn.parallel import DistributedDataParallel
 
-from metagmvae import simclr
-from metagmvae.distributed import all_reduce_sum, convert_sync_batchnorm
+from metagmvae.methods import simclr
+from metagmvae.runtime.distributed import all_reduce_sum, convert_sync_batchnorm
 
 WORLD = 2
 BATCH = 8

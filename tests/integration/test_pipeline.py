@@ -22,8 +22,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae.paper import PAPER_RESULTS
-from metagmvae.report import SEEDS, load_seeds, seeds_cell
+from metagmvae.analysis.paper import PAPER_RESULTS
+from metagmvae.analysis.report import SEEDS, load_seeds, seeds_cell
 
 BIN = Path(sys.executable).parent
 
@@ -321,9 +321,11 @@ def test_queued_sweep_runs_every_point_into_dvc_and_mlflow(repo, sweep):
 
 
 def test_compare_reads_two_experiments_by_name(repo, sweep):
-    """`python -m metagmvae.compare em2 em3`: the per-episode files committed with each experiment,
+    """`python -m metagmvae.analysis.compare em2 em3`: the per-episode files committed with each experiment,
     paired; what the experiments share (the 10-way model, the baseline) agrees episode by episode."""
-    out = run([sys.executable, "-m", "metagmvae.compare", "em2", "em3", "--dataset", "omniglot", "--json"], repo)
+    out = run(
+        [sys.executable, "-m", "metagmvae.analysis.compare", "em2", "em3", "--dataset", "omniglot", "--json"], repo
+    )
     rows = {(r["method"], r["setting"]): r for r in json.loads(out)}
     metrics = {  # Omniglot: the evaluate stage's methods and LASIUM
         name: sweep[name]["metrics"]["metrics/omniglot.json"]["data"]
@@ -342,13 +344,14 @@ def test_compare_reads_two_experiments_by_name(repo, sweep):
     assert rows[("lasium", "5way_1shot")]["paired"] == identical
     assert ("meta_gmvae", "5way_1shot") in rows and ("meta_gmvae_trained_5way", "10way_1shot") in rows
 
-    text = run([sys.executable, "-m", "metagmvae.compare", "em2", "em3", "--method", "pixel_1nn"], repo)
+    text = run([sys.executable, "-m", "metagmvae.analysis.compare", "em2", "em3", "--method", "pixel_1nn"], repo)
     assert "a = em2 (" in text and "b = em3 (" in text and "paired t" in text
     line = next(row for row in text.splitlines() if row.startswith("omniglot  pixel_1nn  5way_1shot"))
     assert line.split()[5:8] == ["0.00", "[0.00,", "0.00]"]
 
     within = run(
-        [sys.executable, "-m", "metagmvae.compare", "--methods", "pixel_1nn", "meta_gmvae", "em3", "--json"], repo
+        [sys.executable, "-m", "metagmvae.analysis.compare", "--methods", "pixel_1nn", "meta_gmvae", "em3", "--json"],
+        repo,
     )
     assert {r["setting"] for r in json.loads(within) if r["dataset"] == "omniglot"} == {
         "5way_1shot",

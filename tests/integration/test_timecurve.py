@@ -9,16 +9,17 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae import checkpoint, train
-from metagmvae.config import ConfigError
+from benchmarks import timecurve
+from metagmvae.analysis.paper import PAPER_RESULTS
+from metagmvae.cli.profile import apply_sets
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.stores import load_split
-from metagmvae.paper import PAPER_RESULTS
+from metagmvae.methods import meta_gmvae as train
 from metagmvae.pipeline import episodes
-from metagmvae.profile import apply_sets
-from metagmvae.runtime import make_runtime
-from metagmvae.tools import timecurve
-from metagmvae.tracking import Run
-from metagmvae.validate import parse_section
+from metagmvae.runtime import checkpoint
+from metagmvae.runtime.config import ConfigError
+from metagmvae.runtime.device import make_runtime
+from metagmvae.runtime.tracking import Run
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -96,7 +97,7 @@ def test_an_override_of_a_key_that_does_not_exist_is_refused():
 
 def test_official_figures_come_from_one_file_with_their_source():
     """The chart's official curves are read from benchmarks/references.json, each with where and
-    on what it was measured, and the paper's values from metagmvae.paper: no test or module retypes
+    on what it was measured, and the paper's values from metagmvae.analysis.paper: no test or module retypes
     them."""
     refs = timecurve.references("omniglot")
     assert refs["paper"] == {key: acc for key, (acc, _) in PAPER_RESULTS["omniglot"].items()}

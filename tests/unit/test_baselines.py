@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from metagmvae.baselines import fit_logistic_regression, logistic_regression, nearest_neighbour
+from metagmvae.methods.baselines import fit_logistic_regression, logistic_regression, nearest_neighbour
 
 
 def objective(w, b, x, y, c=1.0):

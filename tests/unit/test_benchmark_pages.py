@@ -6,7 +6,7 @@ import re
 
 from conftest import REPO
 
-from metagmvae.io import read_json
+from metagmvae.runtime.io import read_json
 
 
 def load_script(name: str = "gpu_estimate"):

@@ -8,8 +8,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae import cli, command
-from metagmvae.progress import progress
+from metagmvae.cli import main as cli
+from metagmvae.runtime import command
+from metagmvae.runtime.progress import progress
 
 
 def run(argv, capsys, monkeypatch, cwd):

@@ -1,4 +1,4 @@
-"""Per-episode results files and `python -m metagmvae.compare` / `metagmvae.seeds` between git
+"""Per-episode results files and `python -m metagmvae.analysis.compare` / `metagmvae.analysis.seeds` between git
 revisions, DVC experiment refs and the workspace, on results with known numbers."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import yaml
 
-from metagmvae import compare, seeds
+from metagmvae.analysis import compare, seeds
+from metagmvae.analysis.stats import paired_difference
 from metagmvae.data.episodes import sample_episodes
-from metagmvae.episode_results import EpisodeResults, episodes_digest, parse, results_path
-from metagmvae.stats import paired_difference
+from metagmvae.evaluation.episode_results import EpisodeResults, episodes_digest, parse, results_path
 
 WAY, QUERY, N = 5, 15, 1000
 

@@ -10,9 +10,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae import docs
-from metagmvae.config import flatten
-from metagmvae.report import DATASETS, METHOD_NAMES
+from metagmvae.analysis.report import DATASETS, METHOD_NAMES
+from metagmvae.cli import docs
+from metagmvae.runtime.config import flatten
 
 TITLES = {title: dataset for dataset, title in DATASETS.items()}
 COLUMNS = {name: method for method, name in METHOD_NAMES.items()} | {"Meta-GMVAE": "meta_gmvae"}

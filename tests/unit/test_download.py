@@ -5,12 +5,12 @@ import json
 import pytest
 from conftest import TINY_CHARACTERS, tiny_members, write_zip
 
-from metagmvae.config import ConfigError
+from benchmarks import member_digests
+from metagmvae.cli.validate import parse_section
 from metagmvae.data import omniglot
 from metagmvae.data.sources import SourceError
 from metagmvae.pipeline import download
-from metagmvae.tools import member_digests
-from metagmvae.validate import parse_section
+from metagmvae.runtime.config import ConfigError
 
 
 def params_for(sources, tiny_sources):

@@ -11,16 +11,16 @@ from conftest import REPO, expanded_stages
 # Modules whose edits cannot change what a stage computes; dvc.yaml leaves them out on purpose
 # so that editing them does not rerun hours of training.
 NOT_COMPUTING = {
-    "metagmvae.validate": "checks params.yaml and stops on errors",
-    "metagmvae.config": "reads and checks parameter sections",
-    "metagmvae.tracking": "MLflow logging",
-    "metagmvae.walltime": "stage wall-time records (not cached)",
-    "metagmvae.stage": "stage command lines, error messages and wall-time records",
-    "metagmvae.progress": "progress bars",
-    "metagmvae.plots": "figures for people (the plot data are computed elsewhere)",
-    "metagmvae.io": "atomic, deterministic file writes",
-    "metagmvae.paper": "published numbers quoted beside ours",
-    "metagmvae.command": "command-line parsing and one-line error messages",
+    "metagmvae.cli.validate": "checks params.yaml and stops on errors",
+    "metagmvae.runtime.config": "reads and checks parameter sections",
+    "metagmvae.runtime.tracking": "MLflow logging",
+    "metagmvae.runtime.walltime": "stage wall-time records (not cached)",
+    "metagmvae.pipeline.shared": "stage command lines, error messages and wall-time records",
+    "metagmvae.runtime.progress": "progress bars",
+    "metagmvae.analysis.plots": "figures for people (the plot data are computed elsewhere)",
+    "metagmvae.runtime.io": "atomic, deterministic file writes",
+    "metagmvae.analysis.paper": "published numbers quoted beside ours",
+    "metagmvae.runtime.command": "command-line parsing and one-line error messages",
 }
 # The code that reads one dataset's sources or store. A module that dispatches on the dataset
 # imports all of them; a stage working on one dataset lists only its own.
@@ -81,7 +81,7 @@ def test_stage_lists_the_code_it_runs(name):
     entry_points = [script]
     if name.startswith("related@"):  # the method module is imported by name from the params section
         method = yaml.safe_load((REPO / "params.yaml").read_text())["related"][name.split("@")[1]]["method"]
-        entry_points.append(REPO / "metagmvae" / "related" / f"{method}.py")
+        entry_points.append(REPO / "metagmvae" / "methods" / f"{method}.py")
     deps = stage["deps"]
     listed = {d for d in deps if (REPO / d).is_file()}
     folders = [d.rstrip("/") + "/" for d in deps if (REPO / d).is_dir()]

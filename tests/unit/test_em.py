@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from metagmvae import em
+from metagmvae.models import em
 
 
 def reference_unsupervised_em(z, mu, iters, fix_pi=False):

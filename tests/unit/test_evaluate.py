@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from metagmvae.data.episodes import gather, sample_episodes
-from metagmvae.evaluate import episode_accuracies, model_accuracies, summarize
+from metagmvae.evaluation.accuracy import episode_accuracies, model_accuracies, summarize
 from metagmvae.models import build_model
-from metagmvae.runtime import Runtime
+from metagmvae.runtime.device import Runtime
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
 

@@ -8,9 +8,9 @@ import torch
 from torch.nn import functional as F
 
 from metagmvae.data.episodes import gather, sample_episodes
+from metagmvae.methods.meta_gmvae import train_step
 from metagmvae.models import build_model
-from metagmvae.runtime import Runtime
-from metagmvae.train import train_step
+from metagmvae.runtime.device import Runtime
 
 PIXELS = {"kind": "pixels", "latent": 64, "hidden": 64, "heads": 4, "blocks": 2}
 CPU = torch.device("cpu")

@@ -12,14 +12,14 @@ import torch
 import yaml
 from conftest import REPO, TINY_MINI_CLASSES, TINY_MINI_PER_CLASS, tiny_mini_params
 
-from metagmvae import pretrain as pretrain_loop
-from metagmvae.checkpoint import load
-from metagmvae.config import ConfigError
+from metagmvae.cli.validate import parse_section
 from metagmvae.data import episodes as episode_lib
 from metagmvae.data import stores
 from metagmvae.data.features import FeatureStore
+from metagmvae.methods import simclr_pretrain as pretrain_loop
 from metagmvae.pipeline import extract, pretrain
-from metagmvae.validate import parse_section
+from metagmvae.runtime.checkpoint import load
+from metagmvae.runtime.config import ConfigError
 
 
 def tiny_params(source):
@@ -144,7 +144,7 @@ def test_pretrain_resumes_after_an_interruption_to_the_same_weights(
 
 
 def test_pretrain_refuses_bad_settings_before_work(tiny_mini_packed, mini_store, tmp_path):
-    from metagmvae.config import ConfigError
+    from metagmvae.runtime.config import ConfigError
 
     refusals = [
         ("warmup_epochs", 5, ConfigError, "warmup_epochs = 5: must be < epochs = 2"),

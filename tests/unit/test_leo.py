@@ -1,4 +1,4 @@
-"""LEO (metagmvae.related.leo): hand-computed inner loop, penalties and clipping, the outer loss
+"""LEO (metagmvae.methods.leo): hand-computed inner loop, penalties and clipping, the outer loss
 term by term with its gradient through the inner loop, and a tiny run that must learn where an
 untrained LEO is near chance."""
 
@@ -11,12 +11,12 @@ import pytest
 import torch
 from conftest import related_config
 
-from metagmvae.config import ConfigError
 from metagmvae.data.episodes import episode_rng, gather, sample_episodes
-from metagmvae.evaluate import episode_accuracies
-from metagmvae.related import leo
-from metagmvae.runtime import Runtime
-from metagmvae.tracking import Run
+from metagmvae.evaluation.accuracy import episode_accuracies
+from metagmvae.methods import leo
+from metagmvae.runtime.config import ConfigError
+from metagmvae.runtime.device import Runtime
+from metagmvae.runtime.tracking import Run
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
 

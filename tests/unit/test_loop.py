@@ -2,7 +2,7 @@
 
 import torch
 
-from metagmvae.loop import RunningMeans, due
+from metagmvae.training.loop import RunningMeans, due
 
 
 def test_running_means_average_since_the_last_pop_and_survive_a_resume():

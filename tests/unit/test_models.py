@@ -6,8 +6,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal
 
-from metagmvae import em
-from metagmvae.models import MetaGMVAE, build_model
+from metagmvae.models import MetaGMVAE, build_model, em
 from metagmvae.models.gmvae import parameter_count
 from metagmvae.models.set_encoder import SelfAttentionBlock
 

@@ -17,8 +17,7 @@ import torch
 import yaml
 from conftest import REPO
 
-from metagmvae import em
-from metagmvae.models import build_model
+from metagmvae.models import build_model, em
 from metagmvae.models.official import our_name, to_our_state_dict
 
 FIXTURE = REPO / "tests" / "data" / "official_parity"

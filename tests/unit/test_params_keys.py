@@ -9,7 +9,7 @@ import typing
 from conftest import REPO
 from pydantic import BaseModel
 
-from metagmvae.validate import Params
+from metagmvae.cli.validate import Params
 
 DISCRIMINATORS = {"kind", "method"}  # narrowed to one tag by each member of a union: once per member
 
@@ -44,10 +44,10 @@ def test_every_field_is_declared_by_one_class():
 
 RAW_ACCESS = re.compile(r"params\[\"|(?<![\w.])section\(params|load_params\(")
 ALLOWED = {  # modules that read the raw file on purpose
-    "metagmvae/config.py": "reads the file",
-    "metagmvae/validate.py": "parses it into the schemas",
-    "metagmvae/profile.py": "merges profiles and --set overrides into the raw file",
-    "metagmvae/report.py": "the report reads which related run is on which dataset",
+    "metagmvae/runtime/config.py": "reads the file",
+    "metagmvae/cli/validate.py": "parses it into the schemas",
+    "metagmvae/cli/profile.py": "merges profiles and --set overrides into the raw file",
+    "metagmvae/analysis/report.py": "the report reads which related run is on which dataset",
 }
 
 

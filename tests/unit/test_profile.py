@@ -4,9 +4,9 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae.config import ConfigError
-from metagmvae.profile import load_profile, merge, set_param_args
-from metagmvae.validate import parse_section
+from metagmvae.cli.profile import load_profile, merge, set_param_args
+from metagmvae.cli.validate import parse_section
+from metagmvae.runtime.config import ConfigError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

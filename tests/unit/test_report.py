@@ -12,14 +12,14 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae import paper, report
-from metagmvae.compare import interval, signed
-from metagmvae.config import ConfigError
+from metagmvae.analysis import paper, report
+from metagmvae.analysis.compare import interval, signed
+from metagmvae.analysis.paper import PAPER_RESULTS
+from metagmvae.analysis.plots import accuracy_by_shot_table
+from metagmvae.analysis.stats import paired_difference
 from metagmvae.data.episodes import parse_episode_key, sample_episodes
-from metagmvae.episode_results import EpisodeResults, Table, parse
-from metagmvae.paper import PAPER_RESULTS
-from metagmvae.plots import accuracy_by_shot_table
-from metagmvae.stats import paired_difference
+from metagmvae.evaluation.episode_results import EpisodeResults, Table, parse
+from metagmvae.runtime.config import ConfigError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -46,7 +46,7 @@ def metrics_dir(tmp_path):
 
 
 def paper_cell(dataset: str, key: str) -> tuple[str, float]:
-    """The paper's value as the table prints it, and the accuracy (from :mod:`metagmvae.paper`)."""
+    """The paper's value as the table prints it, and the accuracy (from :mod:`metagmvae.analysis.paper`)."""
     accuracy, ci = PAPER_RESULTS[dataset][key]
     return f"{accuracy:.2f} ± {ci:.2f}", accuracy
 
@@ -274,7 +274,7 @@ def test_report_section_is_validated():
 
 
 def seed_record(tmp_path, params: dict | None, dataset: str = "omniglot") -> Path:
-    from metagmvae.seeds import params_fingerprint
+    from metagmvae.analysis.seeds import params_fingerprint
 
     row = {"dataset": dataset, "method": "meta_gmvae", "setting": "5way_1shot", "mean": 70.5751, "std": 1.8014}
     row |= {"per_seed": [72.2853, 68.6947, 70.7453]}

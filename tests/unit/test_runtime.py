@@ -11,13 +11,14 @@ import sys
 import pytest
 from conftest import REPO
 
-from metagmvae import runtime, tracking
-from metagmvae.config import ConfigError
-from metagmvae.walltime import stage_clock
+from metagmvae.runtime import device as runtime
+from metagmvae.runtime import tracking
+from metagmvae.runtime.config import ConfigError
+from metagmvae.runtime.walltime import stage_clock
 
 SCRIPT = """
 import resource, torch
-from metagmvae.runtime import retain_freed_memory
+from metagmvae.runtime.device import retain_freed_memory
 applied = retain_freed_memory()
 def cycle():  # a step-like pattern: 128 MB tensors (above glibc's mmap threshold), freed out of order
     a = torch.ones(32 * 2**20)

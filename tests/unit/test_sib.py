@@ -10,13 +10,13 @@ import torch
 from conftest import related_config, related_section
 from torch.nn import functional as F
 
-from metagmvae.config import ConfigError
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import EpisodeSet, gather, sample_episodes
-from metagmvae.evaluate import episode_accuracies
-from metagmvae.related import sib
-from metagmvae.runtime import Runtime
-from metagmvae.tracking import Run
-from metagmvae.validate import parse_section
+from metagmvae.evaluation.accuracy import episode_accuracies
+from metagmvae.methods import sib
+from metagmvae.runtime.config import ConfigError
+from metagmvae.runtime.device import Runtime
+from metagmvae.runtime.tracking import Run
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
 

@@ -12,15 +12,15 @@ import torch
 from torch.nn import functional as F
 from torchvision.transforms import functional as TF
 
-from metagmvae import simclr
-from metagmvae.baselines import logistic_regression
-from metagmvae.checkpoint import load
 from metagmvae.data.episodes import sample_episodes
-from metagmvae.evaluate import episode_accuracies, summarize
-from metagmvae.pretrain import PretrainConfig, pretrain
-from metagmvae.runtime import Runtime
-from metagmvae.schedule import learning_rate
-from metagmvae.tracking import Run
+from metagmvae.evaluation.accuracy import episode_accuracies, summarize
+from metagmvae.methods import simclr
+from metagmvae.methods.baselines import logistic_regression
+from metagmvae.methods.simclr_pretrain import PretrainConfig, pretrain
+from metagmvae.runtime.checkpoint import load
+from metagmvae.runtime.device import Runtime
+from metagmvae.runtime.tracking import Run
+from metagmvae.training.schedule import learning_rate
 
 
 def direct_nt_xent(p1: torch.Tensor, p2: torch.Tensor, tau: float) -> float:

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae import stage
 from metagmvae.data.sources import SourceError
+from metagmvae.pipeline import shared as stage
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

@@ -3,8 +3,9 @@ episodes, its width against the unpaired interval, and the seed spread."""
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
-from metagmvae.stats import paired_difference, seed_spread, t_quantile, unpaired_half_width
+from metagmvae.analysis.stats import paired_difference, seed_spread, t_quantile, unpaired_half_width
 
 QUERIES = 75  # a 5-way episode with 15 queries per class
 
@@ -59,10 +60,23 @@ def test_paired_difference_numbers_on_a_small_example():
     assert (d.improved, d.worse, d.episodes) == (0.5, 0.25, 4)
 
 
-def test_identical_runs_give_zero_with_a_zero_width_interval():
-    a, _ = synthetic_pair(np.random.default_rng(1), 50, 0.0)
-    d = paired_difference(a, a.copy())
-    assert (d.mean, d.low, d.high, d.improved, d.worse) == (0.0, 0.0, 0.0, 0.0, 0.0)
+def test_runs_differing_by_known_query_counts_give_the_hand_computed_interval():
+    """b gets 3, 1, 0, -2, 0 more of the 75 queries right than a, episode after episode (50
+    episodes of varied difficulty): mean 0.4 queries, sample sd sqrt(10 * 13.2 / 49) queries."""
+    a = (20 + np.arange(50) % 40) / QUERIES  # 20 to 59 of 75 right: the difficulty varies
+    b = a + np.tile([3, 1, 0, -2, 0], 10) / QUERIES
+    d = paired_difference(a, b)
+    mean = 100 * 0.4 / QUERIES  # 0.5333 points
+    half = student_t.ppf(0.975, 49) * 100 * np.sqrt(10 * 13.2 / 49) / QUERIES / np.sqrt(50)  # 0.6220 points
+    assert d.mean == pytest.approx(mean, abs=1e-9)
+    assert (d.low, d.high) == pytest.approx((mean - half, mean + half), abs=1e-9)
+    assert (d.improved, d.worse, d.episodes) == (0.4, 0.2, 50)
+    # The same 2 queries more on every episode: the pairing removes the difficulty entirely (a
+    # zero-width interval), where the unpaired interval still sees a's spread of 20 to 59 queries.
+    shifted = paired_difference(a, a + 2 / QUERIES)
+    assert shifted.mean == pytest.approx(100 * 2 / QUERIES, abs=1e-9)
+    assert shifted.high - shifted.low == pytest.approx(0.0, abs=1e-9)
+    assert unpaired_half_width(a, a + 2 / QUERIES) > 5.0
 
 
 def test_mismatched_or_too_few_episodes_are_refused():

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from metagmvae import tracking
-from metagmvae.io import project_root
+from metagmvae.runtime import tracking
+from metagmvae.runtime.io import project_root
 
 
 def test_project_root_sees_through_dvc_temp_copies(tmp_path):

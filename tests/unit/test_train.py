@@ -9,15 +9,16 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae import checkpoint, train
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import sample_episodes
 from metagmvae.data.stores import load_split
-from metagmvae.loop import NonFiniteLossError
+from metagmvae.methods import meta_gmvae as train
 from metagmvae.models import trained
 from metagmvae.pipeline import episodes
-from metagmvae.runtime import Runtime, make_runtime
-from metagmvae.tracking import Run
-from metagmvae.validate import parse_section
+from metagmvae.runtime import checkpoint
+from metagmvae.runtime.device import Runtime, make_runtime
+from metagmvae.runtime.tracking import Run
+from metagmvae.training.loop import NonFiniteLossError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

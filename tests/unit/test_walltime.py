@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from metagmvae import walltime
+from metagmvae.runtime import walltime
 
 
 def test_stage_clock_records_a_successful_stage_only(tmp_path):

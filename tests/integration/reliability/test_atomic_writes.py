@@ -15,9 +15,9 @@ import pytest
 import torch
 from stage_runs import stage_env
 
-from metagmvae import checkpoint
 from metagmvae.data import hdf5
-from metagmvae.io import write_json
+from metagmvae.runtime import checkpoint
+from metagmvae.runtime.io import write_json
 
 # Each child writes version 2 of the target and stops half-way: after one of two HDF5
 # datasets, or after half of the checkpoint's or JSON's bytes, then waits to be killed.
@@ -31,12 +31,12 @@ WRITERS = {
             hdf5.write_array(f, "b", np.full((512, 1024), 2.0))
     """,
     "checkpoint": """
-        from metagmvae import checkpoint
+        from metagmvae.runtime import checkpoint
         Path.write_bytes = half_then_stall("wb")
         checkpoint.save(target, {"w": torch.full((512, 1024), 2.0)})
     """,
     "json": """
-        from metagmvae.io import write_json
+        from metagmvae.runtime.io import write_json
         Path.write_text = half_then_stall("w")
         write_json(target, {"version": 2, "values": list(range(5000))})
     """,

@@ -7,11 +7,11 @@ import pytest
 import yaml
 from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT
 
-from metagmvae.config import ConfigError
+from metagmvae.cli.profile import load_profile, merge
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.hdf5 import StoreError
 from metagmvae.pipeline import augment, episodes, metatrain
-from metagmvae.profile import load_profile, merge
-from metagmvae.validate import parse_section
+from metagmvae.runtime.config import ConfigError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -141,7 +141,7 @@ def test_bad_evaluate_params(change, match):
 
 
 def test_whole_file_validation_reports_every_problem_with_key_and_value(tmp_path, capsys):
-    from metagmvae import validate
+    from metagmvae.cli import validate
 
     params = copy.deepcopy(PARAMS)
     params["evaluat"] = {}  # a typo of a section

@@ -11,13 +11,16 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae import checkpoint, em, simclr, train
+from metagmvae.cli.validate import parse_section
 from metagmvae.data.stores import load_split
-from metagmvae.loop import NonFiniteLossError
+from metagmvae.methods import meta_gmvae as train
+from metagmvae.methods import simclr
+from metagmvae.models import em
 from metagmvae.pipeline import episodes, pretrain
-from metagmvae.runtime import make_runtime
-from metagmvae.tracking import Run
-from metagmvae.validate import parse_section
+from metagmvae.runtime import checkpoint
+from metagmvae.runtime.device import make_runtime
+from metagmvae.runtime.tracking import Run
+from metagmvae.training.loop import NonFiniteLossError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

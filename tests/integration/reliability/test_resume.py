@@ -9,9 +9,9 @@ import json
 import pytest
 from stage_runs import finish, kill_when, make_project, start_stage, tree_bytes
 
-from metagmvae import checkpoint
+from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes
-from metagmvae.validate import parse_section
+from metagmvae.runtime import checkpoint
 
 STEPS = 60
 

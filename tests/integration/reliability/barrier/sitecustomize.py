@@ -1,5 +1,5 @@
 """A start barrier for the concurrency test, loaded at interpreter start-up (this folder goes
-first on ``PYTHONPATH``): ``metagmvae.tracking.start_run`` waits until
+first on ``PYTHONPATH``): ``metagmvae.runtime.tracking.start_run`` waits until
 ``METAGMVAE_BARRIER_PARTIES`` processes have reached it, then opens the run, and each process
 writes when its run was open (from opened to closed) to ``$METAGMVAE_BARRIER/<pid>.json``, so the
 test can check that the runs were open at the same time."""
@@ -10,7 +10,7 @@ import os
 import time
 from pathlib import Path
 
-from metagmvae import tracking
+from metagmvae.runtime import tracking
 
 BARRIER = Path(os.environ["METAGMVAE_BARRIER"])
 PARTIES = int(os.environ["METAGMVAE_BARRIER_PARTIES"])

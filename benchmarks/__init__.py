@@ -1,0 +1,1 @@
+"""Studies and benchmarks: run as ``python -m benchmarks.<name>`` from the repository root."""

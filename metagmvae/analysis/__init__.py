@@ -1,0 +1,1 @@
+"""Comparing and reporting runs: paired statistics, seed spread, the report, figures, the paper's numbers."""

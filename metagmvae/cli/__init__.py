@@ -1,0 +1,1 @@
+"""The ``metagmvae`` command line and the parameter tools (validate, profile, generated docs)."""

@@ -1,0 +1,1 @@
+"""Few-shot evaluation on fixed episodes: accuracies, confidence intervals, per-episode results."""
