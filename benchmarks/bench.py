@@ -44,11 +44,11 @@ import numpy as np
 import torch
 
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
 from metagmvae.runtime import command
 from metagmvae.runtime.device import cpu_info
 from metagmvae.runtime.io import project_root, write_json
 from metagmvae.runtime.tracking import git_commit
+from metagmvae.schema.params import parse_section
 
 VARIANTS = {  # name -> (precision, channels_last) as written in params.yaml
     "auto": ("auto", "auto"),

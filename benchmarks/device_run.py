@@ -33,7 +33,6 @@ import torch
 
 from benchmarks import bench
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import load_split
 from metagmvae.evaluation.accuracy import summarize
@@ -42,6 +41,7 @@ from metagmvae.models.trained import best_checkpoint_name, checkpoint_for, load_
 from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.runtime.io import project_root, read_json, write_json
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 
 MODEL = "omniglot_5way"
 TEST_SHOTS = (1, 5)

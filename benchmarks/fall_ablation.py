@@ -25,12 +25,12 @@ import torch
 
 from benchmarks.bench import machine
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import read_episodes
 from metagmvae.data.stores import load_split
 from metagmvae.methods.meta_gmvae import train
 from metagmvae.runtime.io import project_root, read_json, write_json
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 
 ROOT = project_root()
 SECTION = "metatrain.omniglot_5way"

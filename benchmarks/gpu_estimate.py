@@ -28,11 +28,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from benchmarks.bench import machine
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import episode_key, parse_episode_key
 from metagmvae.methods.simclr import SimCLR, nt_xent
 from metagmvae.models import build_model
 from metagmvae.runtime.io import atomic_path, project_root, write_json
+from metagmvae.schema.params import parse_section
 
 ROOT = project_root()
 OFFICIAL_H100_MS = {"omniglot_5way": 55.6, "omniglot_20way": 93.3, "mini_imagenet_5way": 11.0}  # spec §8.3

@@ -43,7 +43,6 @@ from scipy import stats
 
 from benchmarks.bench import machine, official_modules
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import read_episodes, sample_training_batch
 from metagmvae.data.stores import load_split
 from metagmvae.evaluation.accuracy import episode_accuracies, summarize
@@ -53,6 +52,7 @@ from metagmvae.models.official import to_our_state_dict
 from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.io import atomic_path, project_root, read_json, write_json
+from metagmvae.schema.params import parse_section
 from metagmvae.training.resume import GlobalTorchRNG, ResumeFolder
 
 ROOT = project_root()

@@ -28,7 +28,6 @@ import torch
 
 from benchmarks.bench import machine
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
 from metagmvae.data import mini_imagenet
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.evaluation.accuracy import episode_accuracies, summarize
@@ -39,6 +38,7 @@ from metagmvae.pipeline.extract import encode_images
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.io import project_root, with_extension, write_json
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 
 TEST_SHOTS = (1, 5)
 

@@ -30,16 +30,18 @@ from benchmarks.bench import machine
 from metagmvae.analysis import plots
 from metagmvae.analysis.paper import PAPER_RESULTS
 from metagmvae.cli.profile import profiled_params
-from metagmvae.cli.validate import parse_section
-from metagmvae.data.episodes import check_episode_shape, episode_key, read_episodes
+from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluation.accuracy import summarize
-from metagmvae.methods.meta_gmvae import TrainConfig, start_training, training_steps
+from metagmvae.methods.meta_gmvae import start_training, training_steps
 from metagmvae.models import build_model
 from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.runtime.config import ConfigError
 from metagmvae.runtime.io import project_root, read_json, with_extension, write_json
 from metagmvae.runtime.progress import progress
+from metagmvae.schema.data import check_episode_shape
+from metagmvae.schema.metatrain import TrainConfig
+from metagmvae.schema.params import parse_section
 
 TEST_SHOTS = (1, 5)
 REFERENCES = project_root() / "benchmarks" / "references.json"  # the official code's measured curves

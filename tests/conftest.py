@@ -21,7 +21,7 @@ import yaml
 from PIL import Image, ImageDraw
 
 from metagmvae.cli.profile import load_profile, merge
-from metagmvae.cli.validate import parse_section
+from metagmvae.schema.params import parse_section
 
 REPO = Path(__file__).resolve().parent.parent
 INTEGRATION = REPO / "tests" / "integration"

@@ -25,10 +25,9 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import AfterValidator
 
 from metagmvae.analysis.compare import between_methods, between_revisions, interval, revision_table, signed
 from metagmvae.analysis.paper import PAPER_RESULTS, UNPUBLISHED_REASON, published
@@ -36,8 +35,9 @@ from metagmvae.analysis.revisions import WORKSPACE, Revision, resolve
 from metagmvae.data.episodes import parse_episode_key
 from metagmvae.evaluation.episode_results import SettingResult, Table, results_path, trained_way
 from metagmvae.runtime import command
-from metagmvae.runtime.config import ConfigError, Section, load_params, parse
+from metagmvae.runtime.config import ConfigError, load_params
 from metagmvae.runtime.io import write_text
+from metagmvae.schema.report import report_config
 
 DATASETS = {"omniglot": "Omniglot", "mini_imagenet": "Mini-ImageNet (SimCLR features)"}
 METHOD_NAMES = {
@@ -191,23 +191,6 @@ def related_table(dataset: str, runs: dict[str, dict[str, tuple]], related: dict
             rows.append("| " + " | ".join([METHOD_NAMES[method], _label(key), trained, _cell(res), cell]) + " |")
     sources = [f"{key}: {source.describe()}." for key, source in sorted(cited.items())]
     return "\n".join(rows) + "".join(f"\n\n{line}" for line in sources + notes)
-
-
-def _names_a_revision(value: str) -> str:
-    if not value.strip():
-        raise ValueError("must name a git revision or experiment")
-    return value
-
-
-class ReportConfig(Section):
-    """The ``report`` section."""
-
-    baseline: Annotated[str, AfterValidator(_names_a_revision)]  # git revision or DVC experiment of the differences
-
-
-def report_config(params: Mapping[str, Any]) -> ReportConfig:
-    """The ``report`` section of raw ``params``, parsed (the stage reads no other section)."""
-    return parse(ReportConfig, params.get("report"), "report")
 
 
 @dataclass(frozen=True)

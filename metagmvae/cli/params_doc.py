@@ -1,7 +1,7 @@
 """The parameter reference (``docs/parameters.md``), generated from the schemas and ``params.yaml``.
 
-Every key of every section: its type and check (from the pydantic field declared beside the code
-that uses it), its value in the committed ``params.yaml`` (the quick profile), its meaning (the
+Every key of every section: its type and check (from the pydantic field of its schema in
+:mod:`metagmvae.schema`), its value in the committed ``params.yaml`` (the quick profile), its meaning (the
 comment on the field's line in the schema, else the comment beside the key in ``params.yaml``)
 and the stage that reads it. Sections with the same schema (the two datasets of ``episodes``, the
 models of ``metatrain``, the runs of one related method) share one table, a value column each.
@@ -164,8 +164,8 @@ def table(section: str, items: list[str], schema: Any, raws: list[Any], comments
 
 
 def parameters_reference(params: Mapping[str, Any], params_text: str) -> str:
-    """Markdown: a table per section and schema, in the order of :class:`~metagmvae.cli.validate.Params`."""
-    from metagmvae.cli.validate import Params
+    """Markdown: a table per section and schema, in the order of :class:`~metagmvae.schema.params.Params`."""
+    from metagmvae.schema.params import Params
 
     comments = yaml_comments(params_text)
     parts = []

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from metagmvae.data import hdf5
+from metagmvae.schema.data import check_episode_shape
 
 FORMAT = "metagmvae.episodes.v1"
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
@@ -42,18 +43,6 @@ class EpisodeSet:
 
     def slice(self, start: int, stop: int) -> EpisodeSet:
         return EpisodeSet(self.classes[start:stop], self.instances[start:stop], self.shot, self.query)
-
-
-def check_episode_shape(n_classes: int, n_instances: int, way: int, shot: int, query: int) -> None:
-    """Raise ``ValueError`` naming the problem when episodes of this shape cannot be drawn."""
-    if min(way, shot, query) < 1:
-        raise ValueError(f"way, shot and query must be >= 1, got way={way}, shot={shot}, query={query}")
-    if way > n_classes:
-        raise ValueError(f"way={way} is larger than the {n_classes} classes available")
-    if shot + query > n_instances:
-        raise ValueError(
-            f"shot + query = {shot} + {query} = {shot + query} is larger than the {n_instances} instances per class"
-        )
 
 
 def episode_rng(seed: int, split: str, way: int, shot: int) -> np.random.Generator:

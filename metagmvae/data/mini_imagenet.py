@@ -27,10 +27,10 @@ from PIL import Image
 from metagmvae.data import hdf5
 from metagmvae.runtime.io import sha256_file
 from metagmvae.runtime.progress import progress as progress_bar
+from metagmvae.schema.data import IMAGE_SIZE
 
 FORMAT = "metagmvae.jpegs.v1"
 SPLITS = ("train", "val", "test")
-IMAGE_SIZE = 84
 
 
 class SourceDataError(ValueError):

@@ -20,9 +20,9 @@ import numpy as np
 from PIL import Image
 
 from metagmvae.runtime.progress import progress as progress_bar
+from metagmvae.schema.data import IMAGES_PER_CHARACTER, ROTATIONS
+from metagmvae.schema.data import RESIZE_FILTERS as RESIZE_FILTER_NAMES
 
-IMAGES_PER_CHARACTER = 20
-ROTATIONS = 4  # 0, 90, 180 and 270 degrees, each a class of its own
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 FORMAT = "metagmvae.omniglot.v1"
 MEMBER_DIGESTS = Path(__file__).with_name("omniglot_members.json.gz")
@@ -31,12 +31,7 @@ by ``python -m benchmarks.member_digests``): they name the first member of a mod
 archive whose bytes differ."""
 MEMBER_DIGEST_HEX = 8  # hex digits kept of each member's SHA-256 (enough to point at a change)
 
-RESIZE_FILTERS = {
-    "nearest": Image.Resampling.NEAREST,
-    "box": Image.Resampling.BOX,
-    "bilinear": Image.Resampling.BILINEAR,
-    "lanczos": Image.Resampling.LANCZOS,
-}
+RESIZE_FILTERS = {name: Image.Resampling[name.upper()] for name in RESIZE_FILTER_NAMES}  # the `resize_filter` choices
 
 
 class ArchiveError(ValueError):

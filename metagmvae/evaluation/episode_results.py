@@ -38,16 +38,10 @@ import numpy as np
 
 from metagmvae.data.episodes import EpisodeSet, episode_key
 from metagmvae.runtime.io import sha256_file, write_json
+from metagmvae.schema.evaluate import CROSS_WAY_PREFIX, CROSS_WAY_SUFFIX
 
 FORMAT = "metagmvae.episode_results.v1"
 FOLDER = "episodes"
-CROSS_WAY_PREFIX, CROSS_WAY_SUFFIX = "meta_gmvae_trained_", "way"
-
-
-def cross_way_method(trained_way: int) -> str:
-    """``5`` -> ``"meta_gmvae_trained_5way"``: a Meta-GMVAE model trained with K = 5 components,
-    as a method tested at other ways."""
-    return f"{CROSS_WAY_PREFIX}{trained_way}{CROSS_WAY_SUFFIX}"
 
 
 def trained_way(method: str) -> int | None:

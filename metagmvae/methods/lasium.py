@@ -37,10 +37,9 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 from torch.nn import functional as F
 
@@ -49,46 +48,14 @@ from metagmvae.evaluation.accuracy import Predictor
 from metagmvae.methods import Splits
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.runtime import checkpoint
-from metagmvae.runtime.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section, Way
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.related import LasiumConfig as Config
 from metagmvae.training.loop import RunningMeans, check_finite, due
 from metagmvae.training.selection import BestOnValidation
 
 # Its published results and their sources: metagmvae.analysis.paper.published('lasium', dataset).
-
-STRATEGIES = ("N", "RO", "OC")
-BN_STATISTICS = ("running", "episode")
-
-
-class Config(Section):
-    """One ``related.<name>`` section's LASIUM hyper-parameters. "paper": the authors' LASIUM-VAE
-    ProtoNets scripts (Omniglot / Mini-ImageNet, the latter on 84x84 pixels, not features)."""
-
-    latent: PositiveInt  # VAE latent dimension d (paper: 20 Omniglot; 512 Mini-ImageNet pixel VAE)
-    vae_hidden: PositiveInt  # VAE width: conv channels (images) or MLP units (features) (paper: 64 channels)
-    vae_steps: PositiveInt  # VAE Adam steps before it is frozen (paper: 1000 / 500 epochs of 128 = 188k / 150k)
-    vae_batch: PositiveInt  # unlabeled items per VAE step (paper: 128)
-    vae_lr: PositiveFloat  # VAE Adam learning rate (paper: 0.001)
-    strategy: Literal[STRATEGIES]  # in-class: "N" (anchor + noise) | "RO" (towards a random code) | "OC" (other anchor)
-    sigma: PositiveFloat  # LASIUM-N noise std, latent units (paper's GAN scripts: 0.5 or 1.0)
-    alpha: Annotated[float, Field(gt=0, lt=1)]  # LASIUM-RO/OC: fraction of the way to the other code (paper: 0.4)
-    epsilon: NonNegativeFloat  # minimum distance between a task's anchors, and to RO's other code (paper: 0)
-    max_tries: PositiveInt  # prior draws per task (or other code) before sampling gives up with an error
-    way: Way  # N classes per generated task (paper: 5)
-    shot: PositiveInt  # K support members per class (paper: 1)
-    query: PositiveInt  # Q query members per class (paper: 5)
-    batch: PositiveInt  # generated tasks per ProtoNet step (paper: 4)
-    steps: PositiveInt  # ProtoNet Adam steps (paper: 8000 / 60000)
-    lr: PositiveFloat  # ProtoNet Adam learning rate (paper: 0.001)
-    embed_hidden: PositiveInt  # ProtoNet width: Conv4 channels (images, 64 -> 256-d) or MLP units (features)
-    query_shift: NonNegativeInt  # generated query images shifted by up to this many pixels (official: 5; features: 0)
-    bn_statistics: Literal[BN_STATISTICS]  # the embedding's BatchNorm at test: "running" | "episode" (official)
-    val_every: PositiveInt  # ProtoNet steps between validations (and at the last step)
-    val_episodes_per_call: PositiveInt  # validation episodes embedded together
-    log_every: PositiveInt  # steps between logged training losses
-    seed: NonNegativeInt
 
 
 # ---------------------------------------------------------------- task generation

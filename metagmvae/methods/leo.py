@@ -54,18 +54,10 @@ from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_epis
 from metagmvae.evaluation.accuracy import Predictor
 from metagmvae.methods import Splits
 from metagmvae.runtime import checkpoint
-from metagmvae.runtime.config import (
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Section,
-    Way,
-)
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.related import LeoConfig as Config
 from metagmvae.training.loop import RunningMeans, check_finite, due
 from metagmvae.training.selection import BestOnValidation
 
@@ -74,35 +66,6 @@ from metagmvae.training.selection import BestOnValidation
 MAX_PAIRS = 1 << 18
 """At test, episodes are adapted in chunks of at most this many support pairs (relation network
 memory: a 5-way 50-shot episode has 62,500 pairs of ``2L`` activations)."""
-
-
-class Config(Section):
-    """LEO's hyper-parameters (paper value in brackets: the official README's miniImageNet 1-shot
-    / 5-shot table where it gives one, else the official ``config.py`` default; the values are in
-    ``related.leo_mini_imagenet{,_5shot}`` of params.yaml and profiles/paper.yaml)."""
-
-    way: Way  # classes per training episode [5]
-    train_shot: PositiveInt  # support examples per class in training episodes [1 or 5: one model per shot]
-    query: PositiveInt  # query examples per class in training episodes [15]
-    batch: PositiveInt  # episodes per outer step [12]
-    steps: PositiveInt  # outer (meta-training) steps [100000]
-    latents: PositiveInt  # L, size of the latent code [64]
-    inner_steps: NonNegativeInt  # gradient steps on the latent codes [5]
-    inner_lr: PositiveFloat  # initial step size of the latent steps, meta-learned per latent dimension [1.0]
-    finetune_steps: NonNegativeInt  # gradient steps on the decoded classifier weights [5]
-    finetune_lr: PositiveFloat  # initial step size of the fine-tuning steps, meta-learned per feature [0.001]
-    dropout: Fraction  # probability of dropping an input feature, in training [0.307651 / 0.300299]
-    kl_weight: NonNegativeFloat  # beta, weight of the latent's KL to N(0, I) [0.756143 / 0.466387]
-    encoder_penalty: NonNegativeFloat  # gamma, weight of ||stop_grad(z') - z||^2 [5.756821e-6 / 2.661608e-7]
-    l2_penalty: NonNegativeFloat  # lambda_1, weight of sum(w^2) / 2 over the weights [3.623413e-10 / 8.540338e-9]
-    orthogonality_penalty: NonNegativeFloat  # lambda_2, the decoder's orthogonality penalty [0.188103 / 1.523998e-3]
-    lr: PositiveFloat  # Adam's learning rate [2.739071e-4 / 4.102361e-4]
-    clip_value: PositiveFloat  # every gradient element is clipped to [-clip_value, clip_value] first [0.1]
-    clip_norm: PositiveFloat  # then every gradient tensor to this L2 norm [0.1]
-    val_every: PositiveInt  # validate on the fixed validation episodes every this many steps [1000]
-    log_every: PositiveInt  # log the mean training terms every this many steps
-    normalize: bool  # L2-normalise every feature vector [true: the official data pipeline does]
-    seed: NonNegativeInt  # initialisation, training episodes, dropout and sampling
 
 
 @dataclass(frozen=True)

@@ -14,79 +14,24 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
-from pydantic import model_validator
 
 from metagmvae.data.episodes import EpisodeSet, sample_training_batch
-from metagmvae.data.stores import STORES
 from metagmvae.evaluation.accuracy import episode_accuracies, meta_gmvae_predictor, summarize
 from metagmvae.models import MetaGMVAE, build_model
-from metagmvae.models.build import ModelSpec
 from metagmvae.models.gmvae import Losses
 from metagmvae.models.trained import best_checkpoint_name
 from metagmvae.runtime import checkpoint
-from metagmvae.runtime.config import (
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    PositiveInts,
-    Section,
-    Way,
-)
-from metagmvae.runtime.device import Runtime, RuntimeSettings
+from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.io import atomic_dir, write_json
 from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.metatrain import TrainConfig
 from metagmvae.training.loop import RunningMeans, check_finite, check_gradients, due
 from metagmvae.training.resume import GlobalTorchRNG, ResumeFolder
-from metagmvae.training.schedule import SCHEDULES, learning_rate, set_learning_rate
-
-
-class _TrainKeys(Section):
-    dataset: Literal[tuple(STORES)]
-    model: ModelSpec
-    way: Way  # K mixture components, and the validation way
-    batch: PositiveInt  # B episodes per step
-    points: PositiveInt  # M points per training episode
-    samples: PositiveInt  # S Monte-Carlo samples per point (training: EM prior and KL)
-    samples_decoder: PositiveInt  # S_rec <= S of each point's samples through the decoder (reconstruction)
-    train_em_iters: PositiveInt  # T_u
-    fix_pi: bool
-    lr: PositiveFloat
-    lr_schedule: Literal[SCHEDULES]  # constant | cosine (one half-cosine to 0 at the last step)
-    weight_decay: NonNegativeFloat
-    steps: PositiveInt
-    val_every: PositiveInt
-    val_shots: PositiveInts  # a best checkpoint is kept per shot
-    val_samples: PositiveInt  # S at validation
-    val_em_iters: PositiveInt  # T_s at validation
-    episodes_per_call: PositiveInt
-    checkpoint_every: PositiveInt
-    log_every: PositiveInt
-    seed: NonNegativeInt
-
-
-class TrainConfig(RuntimeSettings, _TrainKeys):
-    """One model's ``metatrain`` section (see params.yaml for meanings and units)."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"em_iters": "train_em_iters"}  # T_u, not T_s of `evaluate`
-
-    @model_validator(mode="after")
-    def _consistent(self) -> TrainConfig:
-        if self.samples_decoder > self.samples:
-            raise ValueError(
-                f"samples_decoder = {self.samples_decoder}: must be <= samples = {self.samples} "
-                "(the decoder sees a subset of each point's samples)"
-            )
-        if self.way > self.points * self.samples:
-            raise ValueError(
-                f"way = {self.way} components need at least as many points, but "
-                f"points * samples = {self.points * self.samples}"
-            )
-        return self
+from metagmvae.training.schedule import learning_rate, set_learning_rate
 
 
 @dataclass

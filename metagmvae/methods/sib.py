@@ -42,10 +42,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 from torch.nn import functional as F
 
@@ -53,58 +52,14 @@ from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_epis
 from metagmvae.evaluation.accuracy import Predictor
 from metagmvae.methods import Splits
 from metagmvae.runtime import checkpoint
-from metagmvae.runtime.config import (
-    Fraction,
-    NonNegativeFloat,
-    NonNegativeInt,
-    PositiveFloat,
-    PositiveInt,
-    Section,
-    Way,
-)
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.related import SibConfig as Config
 from metagmvae.training.loop import RunningMeans, check_finite, check_gradients, due
 from metagmvae.training.selection import BestOnValidation
 
 # Its published results and their sources: metagmvae.analysis.paper.published('sib', dataset).
-
-
-class Config(Section):
-    """SIB's ``related.<name>`` hyper-parameters (paper value in brackets: official configs
-    ``config/miniImageNet_{1,5}shot.yaml`` and ``main.py``)."""
-
-    way: Way  # classes per training episode [5]
-    shot: PositiveInt  # support examples per class in training episodes [1 or 5: one model per shot]
-    query: PositiveInt  # query examples per class in training episodes [15]
-    batch: PositiveInt  # episodes per optimisation step [8]
-    steps: PositiveInt  # optimisation steps (meta-training iterations) [40000]
-    optimizer: Literal["sgd", "adam"]  # "sgd" (Nesterov) or "adam" [official code: sgd; paper: adam]
-    lr: PositiveFloat  # learning rate of the meta-parameters [0.001]
-    lr_drop_steps: list[PositiveInt]  # rate times lr_drop_factor after these steps [paper: epochs 10, 25, 50 of 60]
-    lr_drop_factor: Annotated[float, Field(gt=0, le=1)]  # [paper: 0.1]
-    momentum: Fraction  # SGD's Nesterov momentum, or Adam's beta1 [0.9]
-    weight_decay: NonNegativeFloat  # L2 penalty on all meta-parameters [0.0005]
-    theta_steps: NonNegativeInt  # K, synthetic gradient steps on the queries [3]
-    lr_theta: PositiveFloat  # step size of the synthetic gradient steps [0.001: the official code passes the lr]
-    dni_hidden: PositiveInt  # hidden channels per class of the synthetic gradient network [8: 8 W units for W classes]
-    scale: PositiveFloat  # initial scale of the cosine logits [10]
-    normalize: bool  # L2-normalise the support features before the class means [true]
-    val_every: PositiveInt  # validate on the fixed validation episodes every this many steps [1000]
-    log_every: PositiveInt  # log the training loss and accuracy every this many steps
-    seed: NonNegativeInt  # model initialisation and training episodes
-
-    @model_validator(mode="after")
-    def _consistent(self) -> Config:
-        if self.optimizer == "sgd" and self.momentum == 0:
-            raise ValueError(f"momentum = {self.momentum}: Nesterov SGD needs momentum > 0")
-        drops = self.lr_drop_steps
-        if drops != sorted(set(drops)) or any(step >= self.steps for step in drops):
-            raise ValueError(
-                f"lr_drop_steps = {drops}: must be strictly increasing integers in [1, steps = {self.steps})"
-            )
-        return self
 
 
 def cosine_logits(query: torch.Tensor, theta: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:

@@ -18,19 +18,10 @@ from metagmvae.models.conv import ConvEncoder
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.distributed import all_gather_with_grad
+from metagmvae.schema.pretrain import feature_size
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-def feature_size(*, image_size: int, blocks: int, hidden: int) -> int:
-    """Width of the encoder's flattened output: ``hidden`` channels times the side left after
-    ``blocks`` floor-mode 2x2 poolings, squared (84 px, 5 blocks: 2 x 2 x 64 = 256; 42 px,
-    4 blocks: the same 256). 0 when the image does not survive the poolings."""
-    side = image_size
-    for _ in range(blocks):
-        side //= 2
-    return hidden * side * side
 
 
 def resize(images: torch.Tensor, size: int) -> torch.Tensor:

@@ -14,17 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import torch
-from pydantic import AfterValidator, BeforeValidator, Field, model_validator
 from torch.nn.parallel import DistributedDataParallel
 
-from metagmvae.data.mini_imagenet import IMAGE_SIZE
 from metagmvae.methods import simclr
 from metagmvae.runtime import checkpoint
-from metagmvae.runtime.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Section
-from metagmvae.runtime.device import Runtime, RuntimeSettings
+from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.distributed import (
     SINGLE_PROCESS,
     Context,
@@ -36,54 +33,10 @@ from metagmvae.runtime.distributed import (
 from metagmvae.runtime.io import atomic_dir, write_json
 from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.pretrain import PretrainConfig
 from metagmvae.training.loop import check_finite, check_gradients
 from metagmvae.training.resume import ResumeFolder
-from metagmvae.training.schedule import SCHEDULES, learning_rate, set_learning_rate
-
-
-def _area_range(value: tuple[float, float]) -> tuple[float, float]:
-    if not 0 < value[0] <= value[1] <= 1:
-        raise ValueError("must be [low, high] with 0 < low <= high <= 1")
-    return value
-
-
-AreaRange = Annotated[
-    tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v), AfterValidator(_area_range)
-]
-
-
-AreaRange = Annotated[
-    tuple[float, float], BeforeValidator(lambda v: tuple(v) if isinstance(v, list) else v), AfterValidator(_area_range)
-]
-
-
-class _PretrainKeys(Section):
-    train_per_class: PositiveInt  # images per training class used (600 = all)
-    epochs: PositiveInt
-    batch: Annotated[int, Field(ge=2)]  # global batch of images (2 views each, negatives from it), over processes
-    lr: PositiveFloat
-    warmup_epochs: NonNegativeInt
-    weight_decay: NonNegativeFloat
-    temperature: PositiveFloat
-    hidden: PositiveInt  # encoder width (channels per block)
-    blocks: PositiveInt  # conv blocks (5 at 84 px, 4 at 42 px: 256-d features either way)
-    image_size: Annotated[int, Field(ge=8, le=IMAGE_SIZE)]  # side for pre-training and extraction (stored: 84)
-    crop_scale: AreaRange  # random-resized-crop area fraction [low, high] ([0.08, 1.0] in the paper)
-    lr_schedule: Literal[SCHEDULES]  # after the warm-up: cosine (one half-cosine to 0) | constant
-    seed: NonNegativeInt
-    checkpoint_every: PositiveInt  # resume state every this many steps (and at every epoch's end)
-
-
-class PretrainConfig(RuntimeSettings, _PretrainKeys):
-    """The ``pretrain.<dataset>`` section (see params.yaml)."""
-
-    @model_validator(mode="after")
-    def _consistent(self) -> PretrainConfig:
-        if simclr.feature_size(image_size=self.image_size, blocks=self.blocks, hidden=self.hidden) == 0:
-            raise ValueError(f"image_size = {self.image_size} does not survive blocks = {self.blocks} 2x2 poolings")
-        if self.warmup_epochs >= self.epochs:
-            raise ValueError(f"warmup_epochs = {self.warmup_epochs}: must be < epochs = {self.epochs}")
-        return self
+from metagmvae.training.schedule import learning_rate, set_learning_rate
 
 
 @dataclass

@@ -3,22 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
-
-from pydantic import Field
 
 from metagmvae.data import omniglot
-from metagmvae.runtime.config import NonNegativeInt, Section, SplitCounts
 from metagmvae.runtime.io import write_json
-
-
-class AugmentConfig(Section):
-    """The ``augment.omniglot`` section."""
-
-    split_seed: NonNegativeInt  # numpy RandomState(seed).permutation over the sorted characters
-    split: SplitCounts  # train / val / test character counts (the permutation is cut in this order)
-    image_size: Annotated[int, Field(ge=4, le=105)]  # side of the resized images (the PNGs are 105)
-    resize_filter: Literal[tuple(omniglot.RESIZE_FILTERS)]
+from metagmvae.schema.data import AugmentConfig
 
 
 def run(cfg: AugmentConfig, raw_dir: Path, store_path: Path, split_path: Path) -> None:

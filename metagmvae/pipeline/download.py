@@ -9,41 +9,12 @@ from __future__ import annotations
 import shutil
 import urllib.error
 from pathlib import Path
-from typing import Annotated, Any
-
-from pydantic import Field, StringConstraints
+from typing import Any
 
 from metagmvae.data import mini_imagenet, omniglot
 from metagmvae.data.sources import URL_SCHEMES, SourceError, fetch_verified, resolve_source
-from metagmvae.runtime.config import PositiveFloat, PositiveInt, Section, SplitCounts
 from metagmvae.runtime.io import atomic_dir, write_json
-
-Sources = Annotated[list[str], Field(min_length=1)]  # URLs or folders, tried in order
-Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
-
-
-class Archive(Section):
-    """What one Omniglot archive must contain."""
-
-    characters: PositiveInt  # character folders (x 20 PNGs each)
-    content_sha256: Sha256  # digest over the sorted member names and bytes (any repacking)
-
-
-class OmniglotDownload(Section):
-    """The ``download.omniglot`` section."""
-
-    sources: Sources
-    timeout_seconds: PositiveFloat
-    archives: Annotated[dict[str, Archive], Field(min_length=1)]  # file name -> expected contents
-
-
-class MiniImagenetDownload(Section):
-    """The ``download.mini_imagenet`` section."""
-
-    sources: Sources
-    timeout_seconds: PositiveFloat
-    classes: SplitCounts
-    images_per_class: PositiveInt
+from metagmvae.schema.data import MiniImagenetDownload, OmniglotDownload
 
 
 def _omniglot(cfg: OmniglotDownload, out: Path, root: Path) -> dict[str, Any]:

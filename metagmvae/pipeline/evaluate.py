@@ -5,51 +5,28 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, ClassVar, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 
 from metagmvae.analysis import plots
 from metagmvae.analysis.paper import PAPER_RESULTS
-from metagmvae.data.episodes import EpisodeSet, check_episode_shape, episode_key, read_episodes
+from metagmvae.data.episodes import EpisodeSet, episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split, split_statistics
 from metagmvae.evaluation.accuracy import episode_accuracies, model_accuracies, summarize
-from metagmvae.evaluation.episode_results import EpisodeResults, cross_way_method, trained_way
+from metagmvae.evaluation.episode_results import EpisodeResults, trained_way
 from metagmvae.methods.baselines import BASELINES
 from metagmvae.models.trained import checkpoint_for, load_model
-from metagmvae.runtime.config import NonNegativeInt, PositiveInt, PositiveInts
-from metagmvae.runtime.device import RuntimeSettings
 from metagmvae.runtime.io import write_csv, write_json
 from metagmvae.runtime.tracking import result_metrics, start_run
+from metagmvae.schema.data import check_episode_shape
+from metagmvae.schema.evaluate import EvalConfig, cross_way_method
 
 EMBEDDING_POINTS_PER_CLASS = 100  # Mini-ImageNet has 600 per class; Omniglot's 20 are all shown
 
 
 def _report(method: str, key: str, res: dict) -> None:
     print(f"{method:>12} {key:>12}: {res['accuracy']:6.2f} +- {res['ci95']:.2f}")
-
-
-class EvalConfig(RuntimeSettings):
-    """One dataset's ``evaluate`` section."""
-
-    RENAMED: ClassVar[dict[str, str]] = {"samples": "test_samples", "em_iters": "test_em_iters"}
-
-    models: Annotated[dict[str, PositiveInts], Field(min_length=1)]  # model -> test shots (at its own way)
-    cross_way: dict[str, PositiveInts]  # model -> other ways it is also tested at (same shots and episodes)
-    baselines: list[Literal[tuple(BASELINES)]]
-    test_samples: PositiveInt  # S_test
-    test_em_iters: PositiveInt  # T_s
-    episodes_per_call: PositiveInt
-    seed: NonNegativeInt
-
-    @model_validator(mode="after")
-    def _cross_way_models_exist(self) -> EvalConfig:
-        for name in self.cross_way:
-            if name not in self.models:
-                raise ValueError(f"cross_way.{name}: not one of models ({sorted(self.models)})")
-        return self
 
 
 def test_accuracies(model, tokens: torch.Tensor, episodes, cfg: EvalConfig, rt, progress: str | None = None):

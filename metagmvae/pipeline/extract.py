@@ -10,10 +10,11 @@ import torch
 
 from metagmvae.data import features, mini_imagenet
 from metagmvae.methods import simclr
-from metagmvae.runtime.config import ConfigError, PositiveInt, SplitCounts
-from metagmvae.runtime.device import Runtime, RuntimeSettings
+from metagmvae.runtime.config import ConfigError
+from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.io import sha256_file, write_json
 from metagmvae.runtime.progress import progress as progress_bar
+from metagmvae.schema.pretrain import ExtractConfig
 
 SPLITS = mini_imagenet.SPLITS
 
@@ -30,13 +31,6 @@ def encode_images(
         with rt.autocast():
             out.append(encoder(x).float().cpu())
     return torch.cat(out).numpy()
-
-
-class ExtractConfig(RuntimeSettings):
-    """The ``extract.<dataset>`` section."""
-
-    per_class: SplitCounts  # images per class encoded (the first ones), per split
-    batch: PositiveInt  # images encoded together
 
 
 def encoder_budget(encoder_cfg: dict, train_images: int) -> dict:

@@ -8,12 +8,14 @@ from pathlib import Path
 import torch
 
 from metagmvae.analysis import plots
-from metagmvae.data.episodes import EpisodeSet, check_episode_shape, read_episodes
+from metagmvae.data.episodes import EpisodeSet, read_episodes
 from metagmvae.data.stores import STORES, load_split
-from metagmvae.methods.meta_gmvae import TrainConfig, train
+from metagmvae.methods.meta_gmvae import train
 from metagmvae.models.trained import best_checkpoint_name, load_model
 from metagmvae.runtime.io import read_json, write_csv, write_json
 from metagmvae.runtime.tracking import start_run
+from metagmvae.schema.data import check_episode_shape
+from metagmvae.schema.metatrain import TrainConfig
 
 TRAIN_METRICS = ("steps", "best_val_accuracy", "train_seconds", "seconds_per_step")
 

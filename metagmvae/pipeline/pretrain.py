@@ -10,10 +10,11 @@ import torch
 
 from metagmvae.data import mini_imagenet
 from metagmvae.methods import simclr
-from metagmvae.methods.simclr_pretrain import PretrainConfig, pretrain
+from metagmvae.methods.simclr_pretrain import pretrain
 from metagmvae.runtime.distributed import init_from_env
 from metagmvae.runtime.io import write_json
 from metagmvae.runtime.tracking import Run, start_run
+from metagmvae.schema.pretrain import PretrainConfig
 
 
 def run(

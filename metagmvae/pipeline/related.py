@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Literal, Union
 
 import torch
-from pydantic import Field, create_model
 
 from metagmvae.analysis import plots
 from metagmvae.analysis.paper import first_published
@@ -22,39 +20,9 @@ from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluation.accuracy import episode_accuracies, summarize
 from metagmvae.evaluation.episode_results import EpisodeResults
 from metagmvae.methods.registry import METHODS, TASK_SAMPLERS
-from metagmvae.runtime.config import PositiveInt, PositiveInts, Section, Way
-from metagmvae.runtime.device import RuntimeSettings
 from metagmvae.runtime.io import write_json
 from metagmvae.runtime.tracking import result_metrics, start_run
-
-
-class RelatedRun(RuntimeSettings):
-    """The keys of a ``related.<name>`` section every method shares (``method`` names the method,
-    see :data:`RelatedSection`)."""
-
-    dataset: Literal[tuple(STORES)]
-    val_way: Way  # the validation setting that selects the checkpoint
-    val_shot: PositiveInt
-    test_ways: PositiveInts  # tested at every way x shot
-    test_shots: PositiveInts
-    episodes_per_call: PositiveInt  # test episodes predicted together
-
-    def method_config(self) -> Section:
-        """The method's own hyper-parameters, as its ``Config``."""
-        config = METHODS[self.method].Config
-        return config.model_validate({key: getattr(self, key) for key in config.model_fields})
-
-
-RelatedSection = Annotated[
-    Union[  # noqa: UP007 (a union built from the registry)
-        tuple(
-            create_model(f"{name.capitalize()}Run", __base__=(RelatedRun, method.Config), method=(Literal[name], ...))
-            for name, method in METHODS.items()
-        )
-    ],
-    Field(discriminator="method"),
-]
-"""A ``related.<name>`` section: the shared keys and, chosen by ``method``, the method's own."""
+from metagmvae.schema.related import RelatedRun
 
 
 def run(

@@ -18,7 +18,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from metagmvae.cli.validate import Params, load_valid_params
 from metagmvae.data.hdf5 import StoreError
 from metagmvae.data.mini_imagenet import SourceDataError
 from metagmvae.data.omniglot import ArchiveError
@@ -27,6 +26,7 @@ from metagmvae.runtime.checkpoint import CheckpointError
 from metagmvae.runtime.command import USAGE_ERROR
 from metagmvae.runtime.config import ConfigError
 from metagmvae.runtime.walltime import stage_clock
+from metagmvae.schema.params import Params, load_valid_params
 from metagmvae.training.loop import NonFiniteLossError
 
 EXPECTED_ERRORS = (

@@ -1,6 +1,6 @@
 """Loading ``params.yaml`` and the schema every section is parsed with.
 
-Each section is a :class:`Section`, a pydantic model declared once beside the code that uses it:
+Each section is a :class:`Section`, a pydantic model declared once (:mod:`metagmvae.schema`):
 typed fields with their constraints, unknown keys refused (a typo must not silently fall back to
 a default), strict types (``1`` is not ``true``, ``"5"`` is not ``5``). :func:`parse` validates
 raw YAML against a schema and turns pydantic's errors into one line each, every one at once,
@@ -206,7 +206,7 @@ def _member(members: tuple, tag: Any) -> Any:
 
 
 def load_params(path: str | os.PathLike = "params.yaml") -> dict[str, Any]:
-    """Read the whole parameter file (raw YAML; :func:`metagmvae.cli.validate.load_valid_params`
+    """Read the whole parameter file (raw YAML; :func:`metagmvae.schema.params.load_valid_params`
     parses it)."""
     path = Path(path)
     if not path.exists():

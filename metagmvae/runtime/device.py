@@ -23,15 +23,16 @@ import platform
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
 
 import torch
-from pydantic import AfterValidator
 
-from metagmvae.runtime.config import ConfigError, Section
+from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.runtime import (
+    PRECISIONS,
+    channels_last_problem,
+    device_problem,
+)
 
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
 NATIVE_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
@@ -135,20 +136,6 @@ class Runtime:
         return torch.Generator(device=self.device).manual_seed(seed)
 
 
-def device_problem(name: str) -> str | None:
-    """Why ``name`` cannot be used as the ``device`` setting on this machine, or ``None``."""
-    if name not in DEVICES:
-        return f"must be one of {list(DEVICES)}"
-    if name == "cuda" and not torch.cuda.is_available():
-        return "no CUDA GPU is available on this machine (use 'auto' or 'cpu')"
-    return None
-
-
-def channels_last_problem(value) -> str | None:
-    """Why ``value`` is not a ``channels_last`` setting, or ``None``."""
-    return None if isinstance(value, bool) or value == "auto" else "must be auto, true or false"
-
-
 def resolve_device(name: str) -> torch.device:
     """``auto`` picks CUDA when present; an explicit ``cuda`` without a GPU is an error."""
     if problem := device_problem(name):
@@ -156,40 +143,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
-
-
-def _usable_device(name: str) -> str:
-    if problem := device_problem(name):
-        raise ValueError(problem)
-    return name
-
-
-def _channels_last_setting(value: Any) -> bool | str:
-    if problem := channels_last_problem(value):
-        raise ValueError(problem)
-    return value
-
-
-class RuntimeSettings(Section):
-    """The ``device``, ``precision`` and ``channels_last`` keys of every compute section.
-
-    Sections whose configuration a checkpoint stores (``metatrain``, ``pretrain``) keep them
-    last, as their checkpoints always have: ``class X(RuntimeSettings, XKeys)`` (pydantic puts
-    the fields of the rightmost base first).
-    """
-
-    device: Annotated[Literal[DEVICES], AfterValidator(_usable_device)]  # auto | cpu | cuda
-    precision: Literal[PRECISIONS]  # auto | fp32 | bf16 (resolved by make_runtime)
-    channels_last: Annotated[Any, AfterValidator(_channels_last_setting)]  # auto | true | false
-
-    def runtime(self, *, convolutional: bool) -> Runtime:
-        """The resolved runtime of this section (see :func:`make_runtime`)."""
-        return make_runtime(self.device, self.precision, self.channels_last, convolutional=convolutional)
-
-    def as_run_with(self, rt: Runtime):
-        """This section with ``precision`` and ``channels_last`` as ``rt`` resolved them (what a
-        checkpoint and a resume fingerprint record: how the model was trained, not "auto")."""
-        return self.model_copy(update={"precision": rt.precision, "channels_last": rt.channels_last})
 
 
 def retain_freed_memory() -> bool:

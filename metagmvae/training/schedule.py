@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-SCHEDULES = ("constant", "cosine")
+from metagmvae.schema.metatrain import SCHEDULES
 
 
 def learning_rate(step: int, total: int, warmup: int, base: float, schedule: str = "cosine") -> float:

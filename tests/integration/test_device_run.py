@@ -12,9 +12,9 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes
 from metagmvae.runtime import checkpoint
+from metagmvae.schema.params import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 SECTION = "metatrain.omniglot_5way"

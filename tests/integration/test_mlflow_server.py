@@ -15,8 +15,8 @@ import pytest
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes, evaluate, metatrain
+from metagmvae.schema.params import parse_section
 
 mlflow = pytest.importorskip("mlflow")
 

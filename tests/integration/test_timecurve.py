@@ -12,7 +12,6 @@ from conftest import REPO, TINY_TRAINING
 from benchmarks import timecurve
 from metagmvae.analysis.paper import PAPER_RESULTS
 from metagmvae.cli.profile import apply_sets
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.stores import load_split
 from metagmvae.methods import meta_gmvae as train
 from metagmvae.pipeline import episodes
@@ -20,6 +19,7 @@ from metagmvae.runtime import checkpoint
 from metagmvae.runtime.config import ConfigError
 from metagmvae.runtime.device import make_runtime
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[2] / "metagmvae"
 LAYERS = (  # lowest first: a module may import its own layer and the ones above it in this list
-    {"runtime"},
+    {"runtime", "schema"},
     {"data", "models"},
     {"training", "evaluation"},
     {"methods"},
@@ -60,3 +62,28 @@ def test_the_package_never_imports_the_studies():
         modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
         modules |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
         assert not {m for m in modules if m.split(".")[0] in ("benchmarks", "scripts")}, path
+
+
+def test_validating_the_parameter_file_imports_no_torch():
+    """The schema is light: `metagmvae validate` answers without loading torch (or numpy)."""
+    code = (
+        "import sys; from metagmvae.cli import validate; status = validate.main(['params.yaml']); "
+        "heavy = sorted({'torch', 'numpy', 'h5py'} & set(sys.modules)); print(status, heavy)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PACKAGE.parent, capture_output=True, text=True, check=True)
+    assert done.stdout.splitlines()[-1] == "0 []", done.stdout + done.stderr
+
+
+def test_the_schema_names_exactly_what_the_code_provides():
+    """The choices a schema offers are the ones the implementation has (each is written once, in
+    the schema; these are the places that must follow it)."""
+    from metagmvae.data import omniglot
+    from metagmvae.data.stores import STORES
+    from metagmvae.methods.baselines import BASELINES
+    from metagmvae.methods.registry import METHODS
+    from metagmvae.schema import data, evaluate, related
+
+    assert tuple(STORES) == data.DATASETS
+    assert tuple(BASELINES) == evaluate.BASELINES
+    assert tuple(omniglot.RESIZE_FILTERS) == data.RESIZE_FILTERS
+    assert {name: method.Config for name, method in METHODS.items()} == related.METHOD_CONFIGS

@@ -7,8 +7,8 @@ import pytest
 import yaml
 from conftest import REPO
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.runtime.config import ConfigError, Fraction, PositiveInts, Section, SplitCounts, Way, parse
+from metagmvae.schema.params import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

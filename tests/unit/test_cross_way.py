@@ -11,10 +11,10 @@ import pytest
 import yaml
 from conftest import REPO, TINY_CHARACTERS, TINY_TRAINING
 
-from metagmvae.cli.validate import params_problems, parse_section
 from metagmvae.evaluation.episode_results import parse, results_path
 from metagmvae.pipeline import augment, episodes, evaluate, metatrain
 from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.params import params_problems, parse_section
 
 CROSS_SPLIT = {"train": 8, "val": 6, "test": 6}  # 24 test classes: enough for 20-way episodes
 

@@ -6,11 +6,11 @@ import pytest
 from conftest import TINY_CHARACTERS, tiny_members, write_zip
 
 from benchmarks import member_digests
-from metagmvae.cli.validate import parse_section
 from metagmvae.data import omniglot
 from metagmvae.data.sources import SourceError
 from metagmvae.pipeline import download
 from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.params import parse_section
 
 
 def params_for(sources, tiny_sources):

@@ -12,6 +12,7 @@ from conftest import REPO, expanded_stages
 # so that editing them does not rerun hours of training.
 NOT_COMPUTING = {
     "metagmvae.cli.validate": "checks params.yaml and stops on errors",
+    "metagmvae.schema.params": "checks params.yaml and stops on errors",
     "metagmvae.runtime.config": "reads and checks parameter sections",
     "metagmvae.runtime.tracking": "MLflow logging",
     "metagmvae.runtime.walltime": "stage wall-time records (not cached)",

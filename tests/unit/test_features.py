@@ -12,7 +12,6 @@ import torch
 import yaml
 from conftest import REPO, TINY_MINI_CLASSES, TINY_MINI_PER_CLASS, tiny_mini_params
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data import episodes as episode_lib
 from metagmvae.data import stores
 from metagmvae.data.features import FeatureStore
@@ -20,6 +19,7 @@ from metagmvae.methods import simclr_pretrain as pretrain_loop
 from metagmvae.pipeline import extract, pretrain
 from metagmvae.runtime.checkpoint import load
 from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.params import parse_section
 
 
 def tiny_params(source):

@@ -18,6 +18,7 @@ from metagmvae.evaluation.accuracy import episode_accuracies
 from metagmvae.methods import lasium
 from metagmvae.runtime.config import ConfigError
 from metagmvae.runtime.device import Runtime
+from metagmvae.schema.related import BN_STATISTICS, STRATEGIES
 from metagmvae.training.loop import NonFiniteLossError
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
@@ -46,7 +47,7 @@ def members(anchors: torch.Tensor, count: int, seed: int = 2, **rule) -> torch.T
 
 def test_quick_and_paper_profiles_parse_and_bad_values_name_the_key():
     for name in ("lasium_omniglot", "lasium_mini_imagenet"):
-        assert related_config(name).strategy in lasium.STRATEGIES
+        assert related_config(name).strategy in STRATEGIES
         assert related_config(name, "paper").way == 5
     assert related_config("lasium_mini_imagenet", "paper").latent == 512
     with pytest.raises(ConfigError, match=r"lasium_omniglot\.strategy = 'GAN': must be one of \['N', 'RO', 'OC'\]"):
@@ -85,7 +86,7 @@ def test_anchor_sampling_raises_when_epsilon_is_impossible():
 
 def test_every_class_starts_with_its_anchor():
     anchors = torch.randn(2, 4, 8, generator=gen(1))
-    for strategy in lasium.STRATEGIES:
+    for strategy in STRATEGIES:
         assert torch.equal(members(anchors, 6, strategy=strategy)[:, :, 0], anchors), strategy
 
 
@@ -124,7 +125,7 @@ def test_oc_members_move_towards_the_other_anchors_in_turn():
         assert 0 < (oc[0, i, 3] - anchors[0, i]).norm() < 3.0
 
 
-@pytest.mark.parametrize("strategy", lasium.STRATEGIES)
+@pytest.mark.parametrize("strategy", STRATEGIES)
 def test_generated_members_are_nearer_their_anchor_than_any_other_anchor(strategy):
     """With the quick profile's rule (20-way tasks in 20 latent dimensions), the members of 200
     generated tasks are nearest to their own class's anchor (measured: 99.995% for N, 99.59% for RO
@@ -301,7 +302,7 @@ def test_tiny_run_is_deterministic_label_free_and_predicts_any_episode(tmp_path)
 def test_tiny_image_run_generates_images_and_predicts_every_episode(tmp_path):
     images = (torch.rand(10, 4, 1, 28, 28, generator=gen(5)) > 0.8).float()
     overrides = {"latent": 8, "vae_hidden": 8, "vae_steps": 3, "steps": 2, "val_every": 2, "query_shift": 3}
-    for bn in lasium.BN_STATISTICS:
+    for bn in BN_STATISTICS:
         cfg = tiny_config(**overrides, bn_statistics=bn)
         val_eps = sample_episodes(np.random.default_rng(0), 4, 10, 4, way=3, shot=1, query=2)
         lasium.train(cfg, CPU, {"train": images, "val": images}, val_eps, tmp_path / "m.pt", Recorder(), progress=False)

@@ -18,10 +18,10 @@ from conftest import (
     write_mini_packed,
 )
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data import mini_imagenet
 from metagmvae.data.sources import SourceError
 from metagmvae.pipeline import download
+from metagmvae.schema.params import parse_section
 
 
 def params_for(source) -> dict:

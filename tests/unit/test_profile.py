@@ -5,8 +5,8 @@ import yaml
 from conftest import REPO
 
 from metagmvae.cli.profile import load_profile, merge, set_param_args
-from metagmvae.cli.validate import parse_section
 from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.params import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

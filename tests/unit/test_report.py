@@ -20,6 +20,7 @@ from metagmvae.analysis.stats import paired_difference
 from metagmvae.data.episodes import parse_episode_key, sample_episodes
 from metagmvae.evaluation.episode_results import EpisodeResults, Table, parse
 from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.report import report_config
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -266,11 +267,11 @@ def test_no_previous_revision_is_stated_not_an_error(metrics_dir, tmp_path, monk
 
 
 def test_report_section_is_validated():
-    assert report.report_config({"report": {"baseline": "main"}}).baseline == "main"
+    assert report_config({"report": {"baseline": "main"}}).baseline == "main"
     with pytest.raises(ConfigError, match=r"report: unknown key\(s\) \['basline'\]"):
-        report.report_config({"report": {"baseline": "HEAD", "basline": "main"}})
+        report_config({"report": {"baseline": "HEAD", "basline": "main"}})
     with pytest.raises(ConfigError, match="report.baseline = '  ': must name a git revision"):
-        report.report_config({"report": {"baseline": "  "}})
+        report_config({"report": {"baseline": "  "}})
 
 
 def seed_record(tmp_path, params: dict | None, dataset: str = "omniglot") -> Path:

@@ -10,13 +10,13 @@ import torch
 from conftest import related_config, related_section
 from torch.nn import functional as F
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import EpisodeSet, gather, sample_episodes
 from metagmvae.evaluation.accuracy import episode_accuracies
 from metagmvae.methods import sib
 from metagmvae.runtime.config import ConfigError
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 
 CPU = Runtime(torch.device("cpu"), "fp32", channels_last=False)
 

@@ -16,10 +16,11 @@ from metagmvae.data.episodes import sample_episodes
 from metagmvae.evaluation.accuracy import episode_accuracies, summarize
 from metagmvae.methods import simclr
 from metagmvae.methods.baselines import logistic_regression
-from metagmvae.methods.simclr_pretrain import PretrainConfig, pretrain
+from metagmvae.methods.simclr_pretrain import pretrain
 from metagmvae.runtime.checkpoint import load
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.pretrain import PretrainConfig, feature_size
 from metagmvae.training.schedule import learning_rate
 
 
@@ -179,10 +180,10 @@ def test_resize_to_a_lower_resolution_keeps_the_image_and_feature_width_follows(
     assert small.shape == (2, 3, 42, 42) and small.dtype == torch.uint8
     assert (small[:, :, :20] == 200).all() and (small[:, :, 22:] == 0).all()
     assert simclr.resize(images, 84) is images
-    assert simclr.feature_size(image_size=84, blocks=5, hidden=64) == 256
-    assert simclr.feature_size(image_size=42, blocks=4, hidden=64) == 256
-    assert simclr.feature_size(image_size=56, blocks=5, hidden=64) == 64
-    assert simclr.feature_size(image_size=16, blocks=5, hidden=64) == 0
+    assert feature_size(image_size=84, blocks=5, hidden=64) == 256
+    assert feature_size(image_size=42, blocks=4, hidden=64) == 256
+    assert feature_size(image_size=56, blocks=5, hidden=64) == 64
+    assert feature_size(image_size=16, blocks=5, hidden=64) == 0
     model = simclr.SimCLR(64, blocks=4, image_size=42)
     p1, _ = model(simclr.augment(small, torch.Generator().manual_seed(0)), simclr.plain(small))
     assert p1.shape == (2, 128)

@@ -10,8 +10,8 @@ import yaml
 from conftest import REPO, tiny_mini_params
 
 from benchmarks import simclr_budget
-from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes
+from metagmvae.schema.params import parse_section
 
 
 def test_budget_run_scores_the_random_encoder_and_every_snapshot(mini_store, tiny_mini_packed, tmp_path):

@@ -9,7 +9,6 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.episodes import sample_episodes
 from metagmvae.data.stores import load_split
 from metagmvae.methods import meta_gmvae as train
@@ -18,6 +17,8 @@ from metagmvae.pipeline import episodes
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime, make_runtime
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.metatrain import TrainConfig
+from metagmvae.schema.params import parse_section
 from metagmvae.training.loop import NonFiniteLossError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -50,7 +51,7 @@ def clustered_features(classes: int, per_class: int, seed: int, scale: float) ->
     return (prototypes + 0.15 * torch.randn(classes, per_class, 16, generator=gen)).relu()
 
 
-def feature_config(**overrides) -> train.TrainConfig:
+def feature_config(**overrides) -> TrainConfig:
     """A Meta-GMVAE on 16-d features, small enough to train for dozens of steps in a second."""
     cfg = dict(
         dataset="mini_imagenet",
@@ -78,7 +79,7 @@ def feature_config(**overrides) -> train.TrainConfig:
         precision="fp32",
         channels_last=False,
     )
-    return train.TrainConfig(**(cfg | overrides))
+    return TrainConfig(**(cfg | overrides))
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import yaml
 from conftest import REPO, TINY_CHARACTERS, TINY_SPLIT
 
 from metagmvae.cli.profile import load_profile, merge
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.hdf5 import StoreError
 from metagmvae.pipeline import augment, episodes, metatrain
 from metagmvae.runtime.config import ConfigError
+from metagmvae.schema.params import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 

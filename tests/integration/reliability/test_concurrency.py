@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO
 from stage_runs import finish, make_project, stage_env, start_stage, tree_bytes
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes
+from metagmvae.schema.params import parse_section
 
 STEPS, LOG_EVERY = 12, 2
 BARRIER_CODE = Path(__file__).parent / "barrier"  # its sitecustomize.py holds both runs until both have started

@@ -15,11 +15,11 @@ import yaml
 from conftest import REPO, TINY_CHARACTERS
 from stage_runs import stage_env, tree_bytes
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.stores import load_split
 from metagmvae.methods.meta_gmvae import train
 from metagmvae.pipeline import augment, episodes, evaluate, extract
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 
 
 def omniglot_chain(params: dict, tiny_sources, out) -> None:

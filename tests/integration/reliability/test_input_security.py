@@ -13,12 +13,12 @@ import pytest
 import yaml
 from conftest import REPO, tiny_members, write_mini_folder, write_mini_packed, write_zip
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data import mini_imagenet, omniglot
 from metagmvae.data.sources import SourceError
 from metagmvae.pipeline import download
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.io import sha256_file
+from metagmvae.schema.params import parse_section
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 PNG = tiny_members("images_background.zip", 1)[0][1]

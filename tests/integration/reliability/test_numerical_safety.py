@@ -11,7 +11,6 @@ import torch
 import yaml
 from conftest import REPO, TINY_TRAINING
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.data.stores import load_split
 from metagmvae.methods import meta_gmvae as train
 from metagmvae.methods import simclr
@@ -20,6 +19,7 @@ from metagmvae.pipeline import episodes, pretrain
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import make_runtime
 from metagmvae.runtime.tracking import Run
+from metagmvae.schema.params import parse_section
 from metagmvae.training.loop import NonFiniteLossError
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -9,9 +9,9 @@ import json
 import pytest
 from stage_runs import finish, kill_when, make_project, start_stage, tree_bytes
 
-from metagmvae.cli.validate import parse_section
 from metagmvae.pipeline import episodes
 from metagmvae.runtime import checkpoint
+from metagmvae.schema.params import parse_section
 
 STEPS = 60
 
