@@ -132,6 +132,7 @@ def bench_train(name: str, rt, warmup: int, steps: int) -> list[float]:
 
 def bench_simclr(rt, warmup: int, steps: int) -> list[float]:
     from metagmvae.methods import simclr
+    from metagmvae.training.loop import update
 
     cfg = paper_section("pretrain", "mini_imagenet")
     torch.manual_seed(0)
@@ -146,9 +147,7 @@ def bench_simclr(rt, warmup: int, steps: int) -> list[float]:
         with rt.autocast():
             p1, p2 = model(*views)
         loss = simclr.nt_xent(p1, p2, cfg.temperature)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        update(1, loss, {"loss": loss}, optimizer, model.parameters())  # as the training loop does
 
     return _timed(step, rt.device, warmup, steps)
 

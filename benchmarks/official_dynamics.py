@@ -13,9 +13,9 @@ never copied here), imported unmodified, with its own initialisation, EM, loss a
 rec + kl, backward, Adam(lr, weight_decay)). Its random draws come from the process-wide torch and
 numpy RNGs, seeded with ``--seed``. Its decoder runs in channels-last memory format (the same
 numbers up to float rounding, 15% faster on the CPU).
-**Our side**: the project's own training code (:func:`metagmvae.methods.meta_gmvae.start_training` and
-:func:`metagmvae.methods.meta_gmvae.training_steps`) on ``metatrain.omniglot_5way`` of params.yaml with the
-configuration's B, M, S = S_rec, a constant rate and fp32.
+**Our side**: the project's own training code (:func:`metagmvae.methods.meta_gmvae.start_training`
+and :func:`metagmvae.methods.meta_gmvae.step_function` in :func:`metagmvae.training.loop.fit`) on
+``metatrain.omniglot_5way`` of params.yaml with the configuration's B, M, S = S_rec, a constant rate and fp32.
 
 Both draw their batches from the same unlabeled pool of our store, uniformly with replacement
 (:func:`metagmvae.data.episodes.sample_training_batch`, seeded with ``--seed``): the official
@@ -46,13 +46,15 @@ from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import read_episodes, sample_training_batch
 from metagmvae.data.stores import load_split
 from metagmvae.evaluation.accuracy import episode_accuracies, summarize
-from metagmvae.methods.meta_gmvae import start_training, training_steps
+from metagmvae.methods.meta_gmvae import rate_function, start_training, step_function
 from metagmvae.models import build_model
 from metagmvae.models.official import to_our_state_dict
 from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.io import atomic_path, project_root, read_json, write_json
+from metagmvae.runtime.tracking import Run
 from metagmvae.schema.params import parse_section
+from metagmvae.training.loop import STATE_FORMAT, fit
 from metagmvae.training.resume import GlobalTorchRNG, ResumeFolder
 
 ROOT = project_root()
@@ -107,6 +109,19 @@ def run_dir(runs: Path, config: str, side: str, seed: int) -> Path:
     return runs / config / f"{side}-seed{seed}"
 
 
+def upgrade_resume_state(resume: ResumeFolder) -> None:
+    """A resume state of our side written before the training loop kept its own bookkeeping (model,
+    optimizer, generator, torch RNG and step, saved at a snapshot, where nothing is left unlogged)
+    gets the loop's empty log sums and history, so the run continues as it would have."""
+    state = resume.peek()
+    if state is None or "unlogged" in state:
+        return
+    state = {key: value for key, value in state.items() if key != "format"}
+    empty = {"unlogged": {"sums": {}, "count": 0}, "minima": {}, "elapsed": 0.0}
+    history = {"step": [], "terms": {}, "val_step": [], "val": {}}
+    resume.save({}, **state, **empty, loop=STATE_FORMAT, history=history)
+
+
 def train(args) -> None:
     """Train one side to ``--steps``, a snapshot and the resume state every ``--every`` steps."""
     folder = run_dir(args.runs, args.config, args.side, args.seed)
@@ -124,13 +139,28 @@ def train(args) -> None:
         rt = cfg.runtime(convolutional=True)
         cfg = cfg.as_run_with(rt)
         model, optimizer, gen = start_training(cfg, rt)
-        stateful = {"model": model, "optimizer": optimizer, "generator": gen, "torch_rng": GlobalTorchRNG()}
-        done = (resume.restore(rt.device, stateful) or {}).get("step", 0)
-        for step, _, _ in training_steps(cfg, rt, model, optimizer, pool, gen, done):
+        upgrade_resume_state(resume)
+
+        def on_step(step: int, _seconds: float, _model) -> None:
             if step % args.every == 0:
                 snapshot(step, model)
-                resume.save(stateful, step=step)
                 print(f"{folder.name}: step {step}", flush=True)
+
+        fit(
+            name=folder.name,
+            model=model,
+            optimizer=optimizer,
+            step_fn=step_function(cfg, rt, model, pool, gen),
+            steps=args.steps,
+            learning_rate=rate_function(cfg),
+            log_every=args.every,
+            resume=resume,
+            stateful={"generator": gen},
+            checkpoint_every=args.every,
+            run=Run(None),
+            progress=False,
+            on_step=on_step,
+        )
         return
     with official_modules(args.official) as (module, _):
         torch.manual_seed(args.seed)

@@ -33,15 +33,16 @@ from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluation.accuracy import summarize
-from metagmvae.methods.meta_gmvae import start_training, training_steps
+from metagmvae.methods.meta_gmvae import rate_function, start_training, step_function
 from metagmvae.models import build_model
 from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.runtime.config import ConfigError
 from metagmvae.runtime.io import project_root, read_json, with_extension, write_json
-from metagmvae.runtime.progress import progress
+from metagmvae.runtime.tracking import Run
 from metagmvae.schema.data import check_episode_shape
 from metagmvae.schema.metatrain import TrainConfig
 from metagmvae.schema.params import parse_section
+from metagmvae.training.loop import fit
 
 TEST_SHOTS = (1, 5)
 REFERENCES = project_root() / "benchmarks" / "references.json"  # the official code's measured curves
@@ -61,21 +62,31 @@ def train_with_snapshots(
     when other work shared the CPU for part of the run (``step x median`` is then the better clock).
     """
     model, optimizer, gen = start_training(cfg, rt)
-    pending, snapshots, elapsed, step_seconds = sorted(marks_seconds), [], 0.0, []
+    pending, snapshots, step_seconds, clock = sorted(marks_seconds), [], [], [0.0]
 
-    def snapshot(mark: float | None, step: int) -> None:
+    def snapshot(mark: float | None, step: int, elapsed: float) -> None:
         state = copy.deepcopy(model.state_dict())
         snapshots.append({"mark_minutes": mark, "minutes": elapsed / 60, "step": step, "state": state})
 
-    bar = progress(total=cfg.steps, desc="timecurve training", unit="step")
-    for step, _, seconds in training_steps(cfg, rt, model, optimizer, pool, gen):
-        elapsed += seconds
-        step_seconds.append(seconds)
-        bar.update(1)
+    def on_step(step: int, elapsed: float, _model) -> None:
+        step_seconds.append(elapsed - clock[0])
+        clock[0] = elapsed
         while pending and elapsed >= pending[0]:
-            snapshot(pending.pop(0) / 60, step)
-    bar.close()
-    snapshot(None, cfg.steps)
+            snapshot(pending.pop(0) / 60, step, elapsed)
+
+    done = fit(
+        name="timecurve",
+        desc="timecurve training",
+        model=model,
+        optimizer=optimizer,
+        step_fn=step_function(cfg, rt, model, pool, gen),
+        steps=cfg.steps,
+        learning_rate=rate_function(cfg),
+        log_every=cfg.log_every,
+        run=Run(None),
+        on_step=on_step,
+    )
+    snapshot(None, cfg.steps, done.elapsed)
     return snapshots, statistics.median(step_seconds)
 
 
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def best_on_validation(points: list[dict]) -> dict[str, dict]:
     """Per validation setting, the snapshot a pipeline run keeps (the earliest with the highest
-    validation accuracy, as :class:`metagmvae.methods.meta_gmvae.BestCheckpoints` does), not the last one:
+    validation accuracy, as :class:`metagmvae.training.loop.BestOnValidation` does), not the last one:
     ``{setting: {"step", "minutes", "val", "test"}}``."""
     out = {}
     for key in points[0]["val"] if points else []:

@@ -7,16 +7,15 @@
 # that call it; `python -m mutmut show NAME` prints a mutant's diff, `python -m mutmut browse` all.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
-# em.py, evaluate.py, models/gmvae.py and baselines.py whole; the checkpoint selection of train.py
-# (BestCheckpoints, the validation that feeds it, the outputs copied from it);
-# the NT-Xent loss of simclr.py.
+# models/em.py, evaluation/accuracy.py, models/gmvae.py and methods/baselines.py whole; the checkpoint
+# selection (training/loop.py: BestOnValidation, and the outputs Meta-GMVAE copies from it);
+# the NT-Xent loss of methods/simclr.py.
 MUTATED=(
   "metagmvae.models.em.*"
   "metagmvae.evaluation.accuracy.*"
   "metagmvae.models.gmvae.*"
   "metagmvae.methods.baselines.*"
-  "metagmvae.methods.meta_gmvae.xǁBestCheckpointsǁ*"
-  "metagmvae.methods.meta_gmvae.x__record_validation__*"
+  "metagmvae.training.loop.xǁBestOnValidationǁ*"
   "metagmvae.methods.meta_gmvae.x__write_outputs__*"
   "metagmvae.methods.simclr.x_nt_xent__*"
 )

@@ -79,3 +79,9 @@ def model_accuracies(
     the sampling noise is seeded by ``seed`` alone."""
     predict = meta_gmvae_predictor(model, rt, samples=samples, em_iters=em_iters, generator=rt.generator(seed))
     return episode_accuracies(predict, tokens, episodes, episodes_per_call, progress)
+
+
+def mean_accuracy(predict: Predictor, data: torch.Tensor, episodes: EpisodeSet, episodes_per_call: int) -> float:
+    """Mean accuracy (%) of ``predict`` over ``episodes`` of ``data`` ``[C, n, *item]`` (what a
+    validation that selects a checkpoint scores)."""
+    return summarize(episode_accuracies(predict, data, episodes, episodes_per_call))["accuracy"]

@@ -44,16 +44,15 @@ from torch import nn
 from torch.nn import functional as F
 
 from metagmvae.data.episodes import EpisodeSet
-from metagmvae.evaluation.accuracy import Predictor
+from metagmvae.evaluation.accuracy import Predictor, mean_accuracy
 from metagmvae.methods import Splits
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
-from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.related import LasiumConfig as Config
-from metagmvae.training.loop import RunningMeans, check_finite, due
-from metagmvae.training.selection import BestOnValidation
+from metagmvae.training.loop import BestOnValidation, Step, fit
+from metagmvae.training.resume import resume_folders
 
 # Its published results and their sources: metagmvae.analysis.paper.published('lasium', dataset).
 
@@ -319,31 +318,20 @@ def shift_images(images: torch.Tensor, max_shift: int, generator: torch.Generato
 # ---------------------------------------------------------------- training
 
 
-def _fit_vae(model: Lasium, cfg: Config, rt: Runtime, pool: torch.Tensor, gen: torch.Generator, run: Run, bar) -> None:
-    """Phase 1: ``cfg.vae_steps`` Adam steps on minibatches drawn with replacement from the
-    unlabeled ``pool`` ``[P, *item]``; the VAE is frozen afterwards."""
-    vae = model.vae.train()
-    optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.vae_lr)
-    means = RunningMeans()
-    for step in range(1, cfg.vae_steps + 1):
-        x = model.standardize(pool[torch.randint(len(pool), (cfg.vae_batch,), generator=gen, device=pool.device)])
-        with rt.autocast():
-            rec, kl = vae.loss(x, gen)
-        check_finite(step, {"vae rec": rec, "vae kl": kl})
-        optimizer.zero_grad(set_to_none=True)
-        (rec + kl).backward()
-        optimizer.step()
-        means.add(rec=rec, kl=kl)
-        bar.update(1)
-        if due(step, cfg.log_every, cfg.vae_steps):
-            run.log_metrics(means.pop("vae"), step=step)
-    vae.eval().requires_grad_(False)
+def _vae_step(model: Lasium, cfg: Config, rt: Runtime, pool: torch.Tensor, gen: torch.Generator) -> Step:
+    """Phase 1's step: the VAE's loss on a minibatch drawn with replacement from the unlabeled
+    ``pool`` ``[P, *item]``."""
+    x = model.standardize(pool[torch.randint(len(pool), (cfg.vae_batch,), generator=gen, device=pool.device)])
+    with rt.autocast():
+        rec, kl = model.vae.loss(x, gen)
+    return Step(rec + kl, {"rec": rec, "kl": kl})
 
 
-def _protonet_step(model: Lasium, optimizer: torch.optim.Optimizer, rt: Runtime, gen: torch.Generator, step: int):
-    """One Adam step of the embedding on ``cfg.batch`` freshly generated tasks; returns the
-    ProtoNet loss and the training accuracy on the tasks' queries."""
+def _protonet_step(model: Lasium, rt: Runtime, gen: torch.Generator) -> Step:
+    """Phase 2's step: the ProtoNet loss of the embedding on ``cfg.batch`` freshly generated tasks
+    (the frozen VAE in eval mode), and the training accuracy on the tasks' queries."""
     c = model.cfg
+    model.vae.eval()
     with rt.autocast():
         tasks = model.generate(c.batch, gen).float()  # [B, W, K + Q, *item]
         if c.query_shift:
@@ -358,20 +346,24 @@ def _protonet_step(model: Lasium, optimizer: torch.optim.Optimizer, rt: Runtime,
         labels.expand(c.batch, -1, c.query).flatten(1),
         c.way,
     )
-    check_finite(step, {"protonet loss": loss})
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
-    return loss, acc
+    return Step(loss, {"loss": loss, "accuracy": acc})
 
 
 def train(
-    cfg: Config, rt: Runtime, data: Splits, val_episodes: EpisodeSet, out_path: Path, run: Run, progress: bool = True
+    cfg: Config,
+    rt: Runtime,
+    data: Splits,
+    val_episodes: EpisodeSet,
+    out_path: Path,
+    run: Run,
+    progress: bool = True,
+    resume_root: Path | None = None,
 ) -> dict[str, Any]:
     """Fit the VAE on the unlabeled ``data["train"]`` ``[C, n, *item]`` (flattened: its class
     structure is never used), then meta-train the ProtoNet on generated tasks, validating every
     ``cfg.val_every`` steps on ``val_episodes`` of ``data["val"]``, and write the state with the
-    best validation accuracy to ``out_path`` (byte-identical for identical calls on CPU).
+    best validation accuracy to ``out_path`` (byte-identical for identical calls on CPU). Both
+    phases run in the training loop and resume from ``resume_root`` after a kill.
 
     Returns ``{"steps", "vae_steps", "best_val_accuracy" (percent), "train_seconds"}``.
     """
@@ -383,32 +375,56 @@ def train(
         model.mean.copy_(pool.mean(0))
         model.std.copy_(pool.std(0).clamp_min(1e-6))
     gen = rt.generator(cfg.seed)
-    bar = progress_bar(total=cfg.vae_steps + cfg.steps, desc="lasium", disable=not progress, unit="step")
-    _fit_vae(model, cfg, rt, pool, gen, run, bar)
+    with resume_folders(resume_root, out_path, cfg, ("vae", "protonet"), rt) as (vae_resume, protonet_resume):
+        vae_optimizer = torch.optim.Adam(model.vae.parameters(), lr=cfg.vae_lr)
+        fit(
+            name="lasium vae",
+            model=model,
+            optimizer=vae_optimizer,
+            step_fn=lambda step: _vae_step(model, cfg, rt, pool, gen),
+            steps=cfg.vae_steps,
+            log_every=cfg.log_every,
+            checkpoint_at_log=True,  # the resume state at every log line
+            log_prefix="vae",
+            resume=vae_resume,
+            stateful={"generator": gen},
+            run=run,
+            progress=progress,
+        )
+        model.vae.eval().requires_grad_(False)
 
-    optimizer = torch.optim.Adam(model.embed.parameters(), lr=cfg.lr)
-    predict = nearest_prototype(model, rt)
-    best = BestOnValidation(data["val"], val_episodes, cfg.val_episodes_per_call, run, bar)
-    means = RunningMeans()
-    model.embed.train()
-    for step in range(1, cfg.steps + 1):
-        loss, acc = _protonet_step(model, optimizer, rt, gen, step)
-        means.add(loss=loss, accuracy=acc)
-        bar.update(1)
-        if due(step, cfg.log_every, cfg.steps):
-            logged = means.pop("train")
-            run.log_metrics(logged, step=step)
-            bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
-        if due(step, cfg.val_every, cfg.steps):
+        predict = nearest_prototype(model, rt)
+
+        def validate(step: int) -> dict[str, float]:
             model.embed.eval()
-            best(step, model, predict, "lasium")
+            accuracy = mean_accuracy(predict, data["val"], val_episodes, cfg.val_episodes_per_call)
             model.embed.train()
-    bar.close()
-    best.save(out_path, config=cfg.model_dump(), item_shape=list(model.item_shape))
+            return {"accuracy": accuracy}
+
+        extra = {"config": cfg.model_dump(), "item_shape": list(model.item_shape)}
+        best = BestOnValidation(protonet_resume.path, ["accuracy"], extra)
+        fit(
+            name="lasium",
+            model=model,
+            optimizer=torch.optim.Adam(model.embed.parameters(), lr=cfg.lr),
+            step_fn=lambda step: _protonet_step(model, rt, gen),
+            steps=cfg.steps,
+            log_every=cfg.log_every,
+            checkpoint_at_log=True,  # the resume state at every log line
+            validate=validate,
+            val_every=cfg.val_every,
+            val_name="val/{}",
+            best=best,
+            resume=protonet_resume,
+            stateful={"generator": gen},
+            run=run,
+            progress=progress,
+        )
+        best.copy_to("accuracy", out_path)
     return {
         "steps": cfg.steps,
         "vae_steps": cfg.vae_steps,
-        "best_val_accuracy": round(best.accuracy, 2),
+        "best_val_accuracy": round(best.accuracy["accuracy"], 2),
         "train_seconds": round(time.perf_counter() - tick, 1),
     }
 

@@ -40,7 +40,6 @@ Differences from the official code:
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -51,15 +50,14 @@ from torch.nn import functional as F
 from torch.nn.utils import skip_init
 
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
-from metagmvae.evaluation.accuracy import Predictor
+from metagmvae.evaluation.accuracy import Predictor, mean_accuracy
 from metagmvae.methods import Splits
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
-from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.related import LeoConfig as Config
-from metagmvae.training.loop import RunningMeans, check_finite, due
-from metagmvae.training.selection import BestOnValidation
+from metagmvae.training.loop import BestOnValidation, Step, fit
+from metagmvae.training.resume import NumpyGenerator, resume_folders
 
 # Its published results and their sources: metagmvae.analysis.paper.published('leo', dataset).
 
@@ -276,48 +274,60 @@ def model_predictor(model: LEO, rt: Runtime, normalize: bool) -> Predictor:
 
 
 def train(
-    cfg: Config, rt: Runtime, data: Splits, val_episodes: EpisodeSet, out_path: Path, run: Run, progress: bool = True
+    cfg: Config,
+    rt: Runtime,
+    data: Splits,
+    val_episodes: EpisodeSet,
+    out_path: Path,
+    run: Run,
+    progress: bool = True,
+    resume_root: Path | None = None,
 ) -> dict[str, Any]:
     """Meta-train LEO on ``cfg.way``-way ``cfg.train_shot``-shot episodes of ``data["train"]``
     ``[C, n, D]`` and write the weights with the best mean accuracy on ``val_episodes`` of
-    ``data["val"]`` to ``out_path``. Returns ``{"steps", "best_val_accuracy" (%), "train_seconds"}``.
+    ``data["val"]`` to ``out_path``, in the training loop (resumes from ``resume_root`` after a
+    kill). Returns ``{"steps", "best_val_accuracy" (%), "train_seconds"}``.
     """
     pool = inputs(data["train"], cfg.normalize)
     model = rt.prepare(build_model(cfg, pool.shape[-1]))
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    rng = episode_rng(cfg.seed, "train", cfg.way, cfg.train_shot)
+    rng = NumpyGenerator(episode_rng(cfg.seed, "train", cfg.way, cfg.train_shot))
     noise = Noise(rt.generator(cfg.seed), cfg.dropout)
     predict = model_predictor(model, rt, cfg.normalize)
-    means, elapsed = RunningMeans(), 0.0
-    bar = progress_bar(range(1, cfg.steps + 1), desc="leo", disable=not progress, unit="step")
-    best = BestOnValidation(data["val"], val_episodes, len(val_episodes), run, bar)
-    with rt.one_cpu_thread():
-        for step in bar:
-            tick = time.perf_counter()
-            episodes = sample_episodes(rng, cfg.batch, pool.shape[0], pool.shape[1], cfg.way, cfg.train_shot, cfg.query)
-            support, _, query, y_query = gather(pool, episodes)
-            with rt.autocast():
-                terms = meta_loss(
-                    model, cfg, support.view(cfg.batch, cfg.way, cfg.train_shot, -1), query, y_query, noise
-                )
-            check_finite(step, terms)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            check_finite(step, {"gradient norm": clip_gradients(model.parameters(), cfg.clip_value, cfg.clip_norm)})
-            optimizer.step()
-            elapsed += time.perf_counter() - tick
-            means.add(**terms)
 
-            if due(step, cfg.log_every, cfg.steps):
-                logged = means.pop("train")
-                run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
-                bar.set_postfix(
-                    loss=f"{logged['train/loss']:.3f}", acc=f"{logged['train/query_accuracy']:.3f}", refresh=False
-                )
-            if due(step, cfg.val_every, cfg.steps):
-                best(step, model, predict, "leo")
-    best.save(out_path, config=cfg.model_dump())
-    return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
+    def step_fn(step: int) -> Step:
+        episodes = sample_episodes(rng.rng, cfg.batch, pool.shape[0], pool.shape[1], cfg.way, cfg.train_shot, cfg.query)
+        support, _, query, y_query = gather(pool, episodes)
+        with rt.autocast():
+            terms = meta_loss(model, cfg, support.view(cfg.batch, cfg.way, cfg.train_shot, -1), query, y_query, noise)
+        return Step(terms["loss"], terms)
+
+    def validate(step: int) -> dict[str, float]:
+        return {"accuracy": mean_accuracy(predict, data["val"], val_episodes, len(val_episodes))}
+
+    with rt.one_cpu_thread(), resume_folders(resume_root, out_path, cfg, ("leo",), rt) as (resume,):
+        best = BestOnValidation(resume.path, ["accuracy"], {"config": cfg.model_dump()})
+        done = fit(
+            name="leo",
+            model=model,
+            optimizer=optimizer,
+            step_fn=step_fn,
+            steps=cfg.steps,
+            clip=lambda: clip_gradients(model.parameters(), cfg.clip_value, cfg.clip_norm),
+            log_every=cfg.log_every,
+            checkpoint_at_log=True,  # the resume state at every log line
+            validate=validate,
+            val_every=cfg.val_every,
+            val_name="val/{}",
+            best=best,
+            resume=resume,
+            stateful={"episodes_rng": rng, "noise": noise.generator},
+            run=run,
+            progress=progress,
+        )
+        best.copy_to("accuracy", out_path)
+    accuracy = round(best.accuracy["accuracy"], 2)
+    return {"steps": cfg.steps, "best_val_accuracy": accuracy, "train_seconds": round(done.elapsed, 1)}
 
 
 def predictor(path: Path, rt: Runtime) -> Predictor:

@@ -39,7 +39,6 @@ schedule (Adam, batch 8, 60 epochs, the rate dropped by 0.1 at epochs 10, 25 and
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -49,15 +48,14 @@ from torch import nn
 from torch.nn import functional as F
 
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
-from metagmvae.evaluation.accuracy import Predictor
+from metagmvae.evaluation.accuracy import Predictor, mean_accuracy
 from metagmvae.methods import Splits
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
-from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.related import SibConfig as Config
-from metagmvae.training.loop import RunningMeans, check_finite, check_gradients, due
-from metagmvae.training.selection import BestOnValidation
+from metagmvae.training.loop import BestOnValidation, Step, fit
+from metagmvae.training.resume import NumpyGenerator, resume_folders
 
 # Its published results and their sources: metagmvae.analysis.paper.published('sib', dataset).
 
@@ -183,51 +181,65 @@ def make_optimizer(cfg: Config, params) -> torch.optim.Optimizer:
 
 
 def train(
-    cfg: Config, rt: Runtime, data: Splits, val_episodes: EpisodeSet, out_path: Path, run: Run, progress: bool = True
+    cfg: Config,
+    rt: Runtime,
+    data: Splits,
+    val_episodes: EpisodeSet,
+    out_path: Path,
+    run: Run,
+    progress: bool = True,
+    resume_root: Path | None = None,
 ) -> dict[str, Any]:
     """Meta-train SIB on episodes of ``data["train"]`` ``[C, n, F]`` and write the weights with the best
-    mean accuracy on ``val_episodes`` of ``data["val"]`` to ``out_path``.
+    mean accuracy on ``val_episodes`` of ``data["val"]`` to ``out_path``, in the training loop
+    (resumes from ``resume_root`` after a kill).
 
     Computed in float32 (the runtime's autocast is not used: the model is a few thousand
     parameters and the double backward through the synthetic gradient steps wants full precision),
     with one CPU thread (see :meth:`metagmvae.runtime.device.Runtime.one_cpu_thread`).
     Returns ``{"steps", "best_val_accuracy" (%), "train_seconds"}``.
     """
-    with rt.one_cpu_thread():
+    with rt.one_cpu_thread(), resume_folders(resume_root, out_path, cfg, ("sib",), rt) as (resume,):
         torch.manual_seed(cfg.seed)
         pool = data["train"].flatten(2)
         model = rt.prepare(build_model(cfg, pool.shape[-1]))
         optimizer = make_optimizer(cfg, model.parameters())
         schedule = torch.optim.lr_scheduler.MultiStepLR(optimizer, cfg.lr_drop_steps, cfg.lr_drop_factor)
-        rng = episode_rng(cfg.seed, "train", cfg.way, cfg.shot)
-        means, elapsed = RunningMeans(), 0.0
-        bar = progress_bar(range(1, cfg.steps + 1), desc="sib", disable=not progress, unit="step")
-        best = BestOnValidation(data["val"], val_episodes, len(val_episodes), run, bar)
-        for step in bar:
-            tick = time.perf_counter()
+        rng = NumpyGenerator(episode_rng(cfg.seed, "train", cfg.way, cfg.shot))
+
+        def step_fn(step: int) -> Step:
             model.train()
-            episodes = sample_episodes(rng, cfg.batch, pool.shape[0], pool.shape[1], cfg.way, cfg.shot, cfg.query)
+            episodes = sample_episodes(rng.rng, cfg.batch, pool.shape[0], pool.shape[1], cfg.way, cfg.shot, cfg.query)
             support, y_support, query, y_query = gather(pool, episodes)
             logits = model(support, y_support, query, cfg.way)
             loss = F.cross_entropy(logits.flatten(0, 1), y_query.flatten())
-            check_finite(step, {"loss": loss})
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            check_gradients(step, model.parameters())
-            rate = optimizer.param_groups[0]["lr"]  # this step's
-            optimizer.step()
-            schedule.step()
-            elapsed += time.perf_counter() - tick
-            means.add(loss=loss, accuracy=(logits.argmax(-1) == y_query).float().mean())
+            return Step(loss, {"loss": loss, "accuracy": (logits.argmax(-1) == y_query).float().mean()})
 
-            if due(step, cfg.log_every, cfg.steps):
-                logged = means.pop("train") | {"train/lr": rate}
-                run.log_metrics(logged | {"train/seconds": elapsed}, step=step)
-                bar.set_postfix(loss=f"{logged['train/loss']:.3f}", refresh=False)
-            if due(step, cfg.val_every, cfg.steps):
-                best(step, model, model_predictor(model), "sib")
-    best.save(out_path, config=cfg.model_dump())
-    return {"steps": cfg.steps, "best_val_accuracy": round(best.accuracy, 2), "train_seconds": round(elapsed, 1)}
+        def validate(step: int) -> dict[str, float]:
+            return {"accuracy": mean_accuracy(model_predictor(model), data["val"], val_episodes, len(val_episodes))}
+
+        best = BestOnValidation(resume.path, ["accuracy"], {"config": cfg.model_dump()})
+        done = fit(
+            name="sib",
+            model=model,
+            optimizer=optimizer,
+            step_fn=step_fn,
+            steps=cfg.steps,
+            scheduler=schedule,
+            log_every=cfg.log_every,
+            checkpoint_at_log=True,  # the resume state at every log line
+            validate=validate,
+            val_every=cfg.val_every,
+            val_name="val/{}",
+            best=best,
+            resume=resume,
+            stateful={"episodes_rng": rng},
+            run=run,
+            progress=progress,
+        )
+        best.copy_to("accuracy", out_path)
+    accuracy = round(best.accuracy["accuracy"], 2)
+    return {"steps": cfg.steps, "best_val_accuracy": accuracy, "train_seconds": round(done.elapsed, 1)}
 
 
 def predictor(path: Path, rt: Runtime) -> Predictor:

@@ -1,6 +1,6 @@
-"""SimCLR pre-training loop: epochs over a shuffled, rank-sharded dataset, a warm-up + cosine
-learning rate, resume state every ``checkpoint_every`` steps and at each epoch's end, and a
-bit-identical continuation after an interruption (mid-epoch included).
+"""SimCLR pre-training in the training loop: epochs over a shuffled, rank-sharded dataset, a
+warm-up + cosine learning rate, resume state every ``checkpoint_every`` steps and at each epoch's
+end, and a bit-identical continuation after an interruption (mid-epoch included).
 
 Learning rate (a deliberate deviation): linear warm-up from 0 over ``warmup_epochs``, then one
 half-cosine from ``lr`` to 0 at the last step, stepped every iteration. The official code keeps
@@ -10,9 +10,7 @@ which makes it oscillate (zero at epochs 85, 235 and 385; docs/official-code.md 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +29,58 @@ from metagmvae.runtime.distributed import (
     gather_objects,
 )
 from metagmvae.runtime.io import atomic_dir, write_json
-from metagmvae.runtime.progress import progress as progress_bar
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.pretrain import PretrainConfig
-from metagmvae.training.loop import check_finite, check_gradients
+from metagmvae.training.loop import Step, fit
 from metagmvae.training.resume import ResumeFolder
-from metagmvae.training.schedule import learning_rate, set_learning_rate
+from metagmvae.training.schedule import learning_rate
 
 
-@dataclass
-class PretrainHistory:
-    """Per-epoch mean loss and the learning rate at the epoch's end."""
+class EpochOrder:
+    """Each epoch's shuffled order of ``n`` items from one generator, as a stateful object: its state
+    is the generator's state at the start of the epoch the next step falls in, so a run resumed
+    mid-epoch (or at an epoch's end) draws the same orders as an uninterrupted one."""
 
-    epoch: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
+    def __init__(self, generator: torch.Generator, n: int, steps_per_epoch: int):
+        self.gen, self.n, self.steps_per_epoch = generator, n, steps_per_epoch
+        self.start, self.epoch, self.order, self.done = generator.get_state(), None, None, 0
+
+    def position(self, step: int) -> tuple[torch.Tensor, int]:
+        """The order of 1-based ``step``'s epoch and the step's index in it."""
+        epoch, index = divmod(step - 1, self.steps_per_epoch)
+        if epoch != self.epoch:
+            if self.epoch is None:
+                self.gen.set_state(self.start)
+            else:
+                self.start = self.gen.get_state()
+            self.order = torch.randperm(self.n, generator=self.gen, device=self.gen.device)
+            self.epoch = epoch
+        self.done = step
+        return self.order, index
+
+    def state_dict(self) -> torch.Tensor:
+        finished_epoch = self.epoch is not None and self.done % self.steps_per_epoch == 0
+        return self.gen.get_state() if finished_epoch else self.start
+
+    def load_state_dict(self, state: torch.Tensor) -> None:
+        self.start, self.epoch = state.cpu(), None
+
+
+class RankGenerators:
+    """One generator per process (the views), as a stateful object: every process's state is
+    gathered by :meth:`gather` (a collective call) and each process takes its own back."""
+
+    def __init__(self, generator: torch.Generator, ctx: Context):
+        self.gen, self.ctx, self.gathered = generator, ctx, None
+
+    def gather(self) -> None:
+        self.gathered = gather_objects(self.gen.get_state())
+
+    def state_dict(self) -> list[torch.Tensor]:
+        return self.gathered
+
+    def load_state_dict(self, state: list[torch.Tensor]) -> None:
+        self.gen.set_state(state[self.ctx.rank].cpu())
 
 
 def pretrain(
@@ -59,9 +94,10 @@ def pretrain(
     progress: bool = True,
     on_step: Callable[[int, float, torch.nn.Module], None] | None = None,
 ) -> dict[str, Any]:
-    """Train SimCLR on ``images`` (uint8 ``[N, 3, S, S]`` on ``rt.device``, S = ``cfg.image_size``); the main process
-    writes ``out_dir`` (``simclr.pt``: encoder and projector weights with the configuration;
-    ``history.json``). Returns a summary with the wall-clock training time.
+    """Train SimCLR on ``images`` (uint8 ``[N, 3, S, S]`` on ``rt.device``, S = ``cfg.image_size``)
+    in the training loop; the main process writes ``out_dir`` (``simclr.pt``: encoder and
+    projector weights with the configuration; ``history.json``: per epoch the mean loss and the
+    learning rate at its end). Returns a summary with the wall-clock training time.
 
     on_step: called after every step with ``(steps done, training seconds so far, the model)``
     (``benchmarks.simclr_budget`` copies the weights at fixed training minutes).
@@ -79,83 +115,64 @@ def pretrain(
     if ctx.world > 1:
         model = convert_sync_batchnorm(model)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    order_gen = rt.generator(cfg.seed)  # same permutation on every process
+    order = EpochOrder(rt.generator(cfg.seed), images.shape[0], steps_per_epoch)  # same order on every process
     view_gen = rt.generator(cfg.seed * 1000 + 1 + ctx.rank)  # different views on every process
-    history, step, loss_sum, elapsed = PretrainHistory(), 0, 0.0, 0.0
-    epoch_start_rng = order_gen.get_state()  # the order generator before this epoch's permutation
+    views = RankGenerators(view_gen, ctx)
+    net = DistributedDataParallel(model) if ctx.world > 1 else model
 
-    resume = ResumeFolder(resume_root, f"{out_dir.name}-{cfg.fingerprint()}-w{ctx.world}")
-    stateful = {"model": model, "optimizer": optimizer}
-    if (saved := resume.restore(rt.device, stateful)) is not None:
-        epoch_start_rng = saved["order_rng"].cpu()
-        view_gen.set_state(saved["view_rng"][ctx.rank].cpu())  # one view generator per process
-        history, step = PretrainHistory(**saved["history"]), saved["step"]
-        loss_sum, elapsed = saved["loss_sum"], saved["elapsed"]
-        if ctx.main:
-            print(f"resuming {out_dir.name} from step {step} ({resume.state_file})", flush=True)
+    def step_fn(step: int) -> Step:
+        perm, i = order.position(step)
+        batch = images[perm[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
+        view1, view2 = (simclr.augment(batch, view_gen, scale=cfg.crop_scale) for _ in range(2))
+        view1, view2 = rt.images(view1), rt.images(view2)
+        with rt.autocast():
+            p1, p2 = net(view1, view2)
+        loss = simclr.nt_xent(p1, p2, cfg.temperature, ctx.rank)
+        # DDP averages gradients and the global loss is the sum: each process backpropagates world x its own
+        return Step(loss * ctx.world, {"loss": all_reduce_sum(loss.detach())})
 
-    def save_state() -> None:
-        """Everything needed to continue bit-identically from ``step`` (a collective call)."""
-        views = gather_objects(view_gen.get_state())
+    def save_resume(write: Callable[[], None]) -> None:
+        views.gather()
         if ctx.main:
-            values = {"order_rng": epoch_start_rng, "view_rng": views, "history": asdict(history), "step": step}
-            resume.save(stateful, **values, loss_sum=loss_sum, elapsed=elapsed, config=cfg.model_dump())
+            write()
         barrier()
 
-    net = DistributedDataParallel(model) if ctx.world > 1 else model
-    bar = progress_bar(
-        total=total_steps,
-        initial=step,
-        desc="pretrain simclr",
-        unit="step",
-        disable=not (progress and ctx.main),
-    )
-    model.train()
-    while step < total_steps:
-        epoch, first = divmod(step, steps_per_epoch)  # first > 0 only when resuming mid-epoch
-        order_gen.set_state(epoch_start_rng)
-        order = torch.randperm(images.shape[0], generator=order_gen, device=rt.device)
-        for i in range(first, steps_per_epoch):
-            tick = time.perf_counter()
-            lr = learning_rate(step, total_steps, warmup, cfg.lr, cfg.lr_schedule)
-            set_learning_rate(optimizer, lr)
-            batch = images[order[i * cfg.batch + ctx.rank * local : i * cfg.batch + (ctx.rank + 1) * local]]
-            view1, view2 = (simclr.augment(batch, view_gen, scale=cfg.crop_scale) for _ in range(2))
-            view1, view2 = rt.images(view1), rt.images(view2)
-            with rt.autocast():
-                p1, p2 = net(view1, view2)
-            loss = simclr.nt_xent(p1, p2, cfg.temperature, ctx.rank)
-            check_finite(step + 1, {"NT-Xent loss": loss})
-            optimizer.zero_grad(set_to_none=True)
-            (loss * ctx.world).backward()  # DDP averages gradients; the global loss is the sum
-            check_gradients(step + 1, model.parameters())
-            optimizer.step()
-            loss_sum += float(all_reduce_sum(loss.detach()))
-            step += 1
-            elapsed += time.perf_counter() - tick
-            if on_step is not None:
-                on_step(step, elapsed, model)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss_sum / (i + 1):.3f}", lr=f"{lr:.2e}", refresh=False)
-            if i + 1 < steps_per_epoch and step % cfg.checkpoint_every == 0:
-                save_state()
-        epoch += 1
-        history.epoch.append(epoch)
-        history.loss.append(loss_sum / steps_per_epoch)
-        history.lr.append(lr)
-        run.log_metrics({"pretrain/loss": history.loss[-1], "pretrain/lr": lr, "pretrain/seconds": elapsed}, step=epoch)
-        epoch_start_rng, loss_sum = order_gen.get_state(), 0.0
-        save_state()
-    bar.close()
+    def rate(step: int) -> float:
+        return learning_rate(step - 1, total_steps, warmup, cfg.lr, cfg.lr_schedule)
 
+    resume = ResumeFolder(resume_root, f"{out_dir.name}-{cfg.fingerprint()}-w{ctx.world}")
+    done = fit(
+        name=out_dir.name,
+        desc="pretrain simclr",
+        model=model,
+        optimizer=optimizer,
+        step_fn=step_fn,
+        steps=total_steps,
+        learning_rate=rate,
+        log_every=steps_per_epoch,
+        log_prefix="pretrain",
+        resume=resume,
+        stateful={"order_rng": order, "view_rng": views},
+        checkpoint_every=cfg.checkpoint_every,
+        checkpoint_at_log=True,
+        save_resume=save_resume,
+        is_main=ctx.main,
+        run=run,
+        progress=progress,
+        on_step=on_step,
+    )
+    steps = done.history.step
+    history = {"epoch": [s // steps_per_epoch for s in steps], "loss": done.history.terms["loss"]}
+    history["lr"] = [rate(s) for s in steps]
     epoch = cfg.epochs
-    summary = {"epochs": epoch, "final_loss": round(history.loss[-1], 4), "fingerprint": cfg.fingerprint()}
+    summary = {"epochs": epoch, "final_loss": round(history["loss"][-1], 4), "fingerprint": cfg.fingerprint()}
     if ctx.main:
         with atomic_dir(out_dir) as tmp:
             checkpoint.save(
                 tmp / "simclr.pt", {"model": model.state_dict(), "config": cfg.model_dump(), "epochs": epoch}
             )
-            write_json(tmp / "history.json", asdict(history))
+            write_json(tmp / "history.json", history)
         resume.remove()
     barrier()
+    elapsed = done.elapsed
     return summary | {"train_seconds": round(elapsed, 1), "seconds_per_epoch": round(elapsed / max(epoch, 1), 2)}

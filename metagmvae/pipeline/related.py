@@ -26,12 +26,20 @@ from metagmvae.schema.related import RelatedRun
 
 
 def run(
-    name: str, spec: RelatedRun, store: Path, episodes_path: Path, out_dir: Path, plots_dir: Path, metrics_path: Path
+    name: str,
+    spec: RelatedRun,
+    store: Path,
+    episodes_path: Path,
+    out_dir: Path,
+    plots_dir: Path,
+    metrics_path: Path,
+    resume_root: Path | None = None,
 ) -> dict:
     """Train ``related.<name>``, write ``out_dir/model.pt`` and ``summary.json``, score every test
     setting and write ``metrics_path`` as ``{method: {"<W>way_<s>shot": {accuracy, ci95,
     episodes}}}`` (percent), every episode's result beside it (:mod:`metagmvae.evaluation.episode_results`)
-    and ``plots_dir/accuracy.png`` (and ``tasks.png`` for a method that generates its tasks)."""
+    and ``plots_dir/accuracy.png`` (and ``tasks.png`` for a method that generates its tasks). An
+    interrupted training resumes from ``resume_root``."""
     method, dataset, cfg = spec.method, spec.dataset, spec.method_config()
     rt = spec.runtime(convolutional=STORES[dataset].images)
     val_eps = read_episodes(episodes_path, "val", spec.val_way, spec.val_shot)
@@ -44,7 +52,7 @@ def run(
     test = torch.from_numpy(load_split(dataset, "test", store)).to(rt.device)
     model_path = out_dir / "model.pt"
     with start_run("related", name, {"model_name": name, **spec.model_dump()}, runtime=rt) as tracker:
-        summary = METHODS[method].train(cfg, rt, data, val_eps, model_path, tracker)
+        summary = METHODS[method].train(cfg, rt, data, val_eps, model_path, tracker, resume_root=resume_root)
         predict = METHODS[method].predictor(model_path, rt)
         results: dict[str, dict] = {method: {}}
         per_episode = EpisodeResults(dataset, episodes_path)

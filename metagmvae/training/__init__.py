@@ -1,1 +1,2 @@
-"""The training loop and what it needs: resume state, learning-rate schedules, checkpoint selection."""
+"""The training loop (:mod:`.loop`: optimisation, logging, validation and checkpoint selection) and
+what it needs: resume state, learning-rate schedules."""

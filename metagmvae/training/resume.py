@@ -11,11 +11,15 @@ in the spirit of DINO's ``restart_from_checkpoint``.
 
 from __future__ import annotations
 
+import json
 import shutil
-from collections.abc import Mapping
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from metagmvae.runtime import checkpoint
@@ -29,6 +33,20 @@ class GlobalTorchRNG:
 
     def load_state_dict(self, state: torch.Tensor) -> None:
         torch.set_rng_state(state.cpu())
+
+
+class NumpyGenerator:
+    """A NumPy ``Generator`` (``.rng``) as a stateful object: its bit generator's state, kept as
+    JSON text (PCG64's 128-bit integers do not load with ``weights_only``)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def state_dict(self) -> dict[str, str]:
+        return {"json": json.dumps(self.rng.bit_generator.state)}
+
+    def load_state_dict(self, state: dict[str, str]) -> None:
+        self.rng.bit_generator.state = json.loads(state["json"])
 
 
 def _state_of(obj: Any) -> Any:
@@ -72,3 +90,21 @@ class ResumeFolder:
         """Forget the run (it finished and its outputs are in place)."""
         if self.path.exists():
             shutil.rmtree(self.path)
+
+
+@contextmanager
+def resume_folders(
+    root: Path | None, out_path: Path, config: Any, phases: tuple[str, ...], runtime: Any = None
+) -> Iterator[tuple[ResumeFolder, ...]]:
+    """One resume folder per training phase of the run that writes ``out_path``, named after its
+    folder, the ``config``'s fingerprint and the ``runtime``'s precision (a changed configuration
+    starts afresh), under ``root`` (``None``: a temporary folder, no resume across calls). The
+    folders are removed when the block ends without an error."""
+    with tempfile.TemporaryDirectory() if root is None else nullcontext(root) as base:
+        name = f"{Path(out_path).parent.name}-{config.fingerprint()}"
+        if runtime is not None:
+            name += f"-{runtime.precision}{'-cl' if runtime.channels_last else ''}"
+        folders = tuple(ResumeFolder(Path(base), f"{name}-{phase}") for phase in phases)
+        yield folders
+        for folder in folders:
+            folder.remove()

@@ -321,6 +321,6 @@ def test_non_finite_data_stops_training(tmp_path):
     data = {"train": clustered(4, 10, 16, 0), "val": clustered(4, 10, 16, 1)}
     data["train"][0, 0, 0] = float("nan")
     val_eps = sample_episodes(np.random.default_rng(0), 2, 4, 10, way=3, shot=1, query=2)
-    with pytest.raises(NonFiniteLossError, match="step 1: vae rec is not finite"):
+    with pytest.raises(NonFiniteLossError, match="step 1: vae/rec is not finite"):
         lasium.train(tiny_config(), CPU, data, val_eps, tmp_path / "m.pt", Recorder(), progress=False)
     assert not (tmp_path / "m.pt").exists()

@@ -19,7 +19,7 @@ from metagmvae.runtime.device import Runtime, make_runtime
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.metatrain import TrainConfig
 from metagmvae.schema.params import parse_section
-from metagmvae.training.loop import NonFiniteLossError
+from metagmvae.training.loop import NonFiniteLossError, RunningMinima
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
 
@@ -153,7 +153,7 @@ def test_run_killed_after_its_last_step_only_writes_the_outputs(setup, tmp_path,
     with pytest.raises(KeyboardInterrupt):
         run_training(setup, tmp_path / "model", tmp_path / "resume")
     monkeypatch.undo()
-    monkeypatch.setattr(train, "train_step", lambda *a, **k: pytest.fail("a finished run trained again"))
+    monkeypatch.setattr(train, "episode_losses", lambda *a, **k: pytest.fail("a finished run trained again"))
     summary = run_training(setup, tmp_path / "model", tmp_path / "resume")
     assert summary["steps"] == setup[0].steps
     for name in ("best_1shot.pt", "best_5shot.pt", "history.json", "summary.json"):
@@ -297,12 +297,12 @@ def test_nan_loss_stops_with_step_and_term(setup, tmp_path, monkeypatch):
 
 
 def test_running_minimum_keeps_the_lowest_value_since_the_last_pop_and_survives_a_resume():
-    smallest = train.RunningMinimum()
+    smallest = RunningMinima()
     for size in (9.0, 0.5, torch.tensor(4.0)):
-        smallest.add(size)
-    resumed = train.RunningMinimum()
+        smallest.add(size=size)
+    resumed = RunningMinima()
     resumed.load_state_dict(smallest.state_dict())
-    resumed.add(2.0)
-    assert resumed.pop() == 0.5
-    resumed.add(7.0)
-    assert resumed.pop() == 7.0, "a pop starts over"
+    resumed.add(size=2.0)
+    assert resumed.pop("train") == {"train/size": 0.5}
+    resumed.add(size=7.0)
+    assert resumed.pop("train") == {"train/size": 7.0}, "a pop starts over"

@@ -84,7 +84,7 @@ def test_simclr_non_finite_loss_names_the_step(tiny_mini_packed, mini_store, tmp
         return out * float("nan") if calls["n"] == 3 else out
 
     monkeypatch.setattr(simclr, "nt_xent", nt_xent)
-    with pytest.raises(NonFiniteLossError, match=r"step 3: NT-Xent loss is not finite"):
+    with pytest.raises(NonFiniteLossError, match=r"step 3: pretrain/loss is not finite"):
         cfg = parse_section(params, "pretrain", "mini_imagenet")
         pretrain.run(
             "mini_imagenet", cfg, mini_store / "raw" / "images.h5", tmp_path / "s", tmp_path / "m.json", tmp_path

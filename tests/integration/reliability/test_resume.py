@@ -1,5 +1,6 @@
 """Item 1: a training stage killed with SIGKILL and started again continues from its last
-checkpoint and ends with the same bytes as a run that was never interrupted."""
+checkpoint and ends with the same bytes as a run that was never interrupted (Meta-GMVAE, LASIUM,
+SimCLR: all train in :func:`metagmvae.training.loop.fit`)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,40 @@ def test_metatrain_killed_and_restarted_ends_with_the_uninterrupted_bytes(omnigl
     assert metatrain_outputs(killed) == metatrain_outputs(whole)
     assert not any((killed / ".resume").iterdir()), "resume state is removed once finished"
     assert f"resuming omniglot_5way from step {state['step']}" in output
+
+
+def test_lasium_killed_in_its_second_phase_and_restarted_ends_with_the_uninterrupted_bytes(
+    omniglot_files, pipeline_params, tmp_path
+):
+    """The related methods train in the same loop: LASIUM killed while meta-training its ProtoNet
+    (its VAE phase finished and saved) continues from its last log line, not from step 0."""
+    params = copy.deepcopy(pipeline_params)
+    params["related"] = {"lasium_omniglot": params["related"]["lasium_omniglot"]}
+    params["related"]["lasium_omniglot"].update(vae_steps=30, steps=60, log_every=7, val_every=25)
+    stage = "related@lasium_omniglot"
+    whole = make_project(tmp_path / "whole", params, omniglot_files)
+    finish(start_stage(whole, stage))
+
+    killed = make_project(tmp_path / "killed", params, omniglot_files)
+    proc = start_stage(killed, stage)
+
+    def protonet_state() -> bool:
+        found = list((killed / ".resume").glob("*-protonet/state.pt"))
+        return bool(found) and checkpoint.load(found[0])["step"] < 60
+
+    kill_when(proc, protonet_state)
+    (state_path,) = (killed / ".resume").glob("*-protonet/state.pt")
+    step = checkpoint.load(state_path)["step"]
+    assert 0 < step < 60 and (step % 7 == 0 or step % 25 == 0), step
+    assert not (killed / "models" / "related" / "lasium_omniglot").exists()
+
+    output = finish(start_stage(killed, stage))
+    assert f"resuming lasium from step {step}" in output and "resuming lasium vae" not in output
+    for rel in ("models/related/lasium_omniglot/model.pt", "metrics/related/lasium_omniglot.json"):
+        assert (killed / rel).read_bytes() == (whole / rel).read_bytes(), rel
+    episodes_file = "metrics/related/episodes/lasium_omniglot.json"
+    assert (killed / episodes_file).read_bytes() == (whole / episodes_file).read_bytes()
+    assert not any((killed / ".resume").iterdir()), "resume state is removed once finished"
 
 
 @pytest.fixture(scope="module")
