@@ -1,7 +1,7 @@
 """Why Omniglot accuracy fell in the accuracy study: one change at a time from the falling setting.
 
-    python benchmarks/fall_ablation.py train --variant base --seed 0 --runs /work/ablation
-    python benchmarks/fall_ablation.py report --runs /work/ablation   # -> benchmarks/fall_ablation.{json,png}
+    python -m benchmarks.fall_ablation train --variant base --seed 0 --runs /work/ablation
+    python -m benchmarks.fall_ablation report --runs /work/ablation   # -> benchmarks/fall_ablation.{json,png}
 
 The falling setting is ``5w_m200s32r1_lanczos`` of ``benchmarks/accuracy_study.json`` (test 5-way
 1-shot 78.1 -> 70.1 -> 65.9 % at 2.6k / 5.2k / 9.2k steps): ``metatrain.omniglot_5way`` of

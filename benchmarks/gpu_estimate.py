@@ -1,7 +1,7 @@
 """What the paper profile should cost on one H100: FLOPs and activation memory of our own steps,
 counted on the CPU, turned into time with the official code's measured H100 step times.
 
-    python benchmarks/gpu_estimate.py          # -> benchmarks/gpu_estimate.json, docs/gpu-estimate.md table
+    python -m benchmarks.gpu_estimate          # -> benchmarks/gpu_estimate.json, docs/gpu-estimate.md table
 
 Counted here, for each training step of the paper profile (profiles/paper.yaml over params.yaml):
 * FLOPs of one forward + backward (``torch.utils.flop_counter``: matmuls and convolutions), at

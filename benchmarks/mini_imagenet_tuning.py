@@ -1,7 +1,7 @@
 """Meta-GMVAE on the committed Mini-ImageNet features: one change at a time, scored on validation.
 
-    python benchmarks/mini_imagenet_tuning.py [--out benchmarks/mini_imagenet_tuning.json] [NAME ...]
-    python benchmarks/mini_imagenet_tuning.py --profile cpu --store STORE.h5 --out ...  # other features
+    python -m benchmarks.mini_imagenet_tuning [--out benchmarks/mini_imagenet_tuning.json] [NAME ...]
+    python -m benchmarks.mini_imagenet_tuning --profile cpu --store STORE.h5 --out ...  # other features
 
 Each variant is a profile's ``metatrain.mini_imagenet_5way`` section (default: the quick one,
 ``params.yaml`` itself) with a few keys changed. It trains through the ``metatrain`` stage script

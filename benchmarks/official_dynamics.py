@@ -1,11 +1,11 @@
 """Trajectory parity: the official Meta-GMVAE and ours trained side by side on the same data, and
 scored on the same 1000 test episodes every ``--every`` steps.
 
-    python benchmarks/official_dynamics.py train --side official --seed 0 --config b1m200s4 --steps 6000 \\
+    python -m benchmarks.official_dynamics train --side official --seed 0 --config b1m200s4 --steps 6000 \\
         --official ../official --runs /tmp/parity
-    python benchmarks/official_dynamics.py train --side ours --seed 0 --config b1m200s4 --steps 6000 --runs /tmp/parity
-    python benchmarks/official_dynamics.py score --runs /tmp/parity --official ../official
-    python benchmarks/official_dynamics.py report --runs /tmp/parity      # -> benchmarks/official_dynamics.{json,png}
+    python -m benchmarks.official_dynamics train --side ours --seed 0 --config b1m200s4 --steps 6000 --runs /tmp/parity
+    python -m benchmarks.official_dynamics score --runs /tmp/parity --official ../official
+    python -m benchmarks.official_dynamics report --runs /tmp/parity      # -> benchmarks/official_dynamics.{json,png}
 
 **Official side**: ``omniglot/model.py`` of a checkout of db-Lee/Meta-GMVAE @ 7962392 (``--official``,
 never copied here), imported unmodified, with its own initialisation, EM, loss and test-time

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs="$1" official="$2" config="$3" side="$4" seeds="$5" phases="$6"
-bench=(python benchmarks/official_dynamics.py)
+bench=(python -m benchmarks.official_dynamics)
 for steps in $phases; do
   for seed in $seeds; do
     "${bench[@]}" train --side "$side" --seed "$seed" --config "$config" --steps "$steps" \

@@ -1,6 +1,6 @@
 """One dataset's branch of a profile run, gathered from its revision into one committed record.
 
-    python benchmarks/profile_record.py cpu-20261201-155629 --dataset mini_imagenet --profile cpu \\
+    python -m benchmarks.profile_record cpu-20261201-155629 --dataset mini_imagenet --profile cpu \\
         --out benchmarks/cpu_profile_mini_imagenet.json
 
 A profile runs as a DVC experiment (``bash scripts/repro.sh --profile cpu --temp <targets>``);
