@@ -33,7 +33,7 @@ from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import episode_key, read_episodes
 from metagmvae.data.stores import STORES, load_split
 from metagmvae.evaluation.accuracy import summarize
-from metagmvae.methods.meta_gmvae import rate_function, start_training, step_function
+from metagmvae.methods.meta_gmvae import fit_model, start_training
 from metagmvae.models import build_model
 from metagmvae.pipeline.evaluate import test_accuracies
 from metagmvae.runtime.config import ConfigError
@@ -42,7 +42,6 @@ from metagmvae.runtime.tracking import Run
 from metagmvae.schema.data import check_episode_shape
 from metagmvae.schema.metatrain import TrainConfig
 from metagmvae.schema.params import parse_section
-from metagmvae.training.loop import fit
 
 TEST_SHOTS = (1, 5)
 REFERENCES = project_root() / "benchmarks" / "references.json"  # the official code's measured curves
@@ -74,15 +73,15 @@ def train_with_snapshots(
         while pending and elapsed >= pending[0]:
             snapshot(pending.pop(0) / 60, step, elapsed)
 
-    done = fit(
+    done = fit_model(
+        cfg,
+        rt,
+        pool,
+        model,
+        optimizer,
+        gen,
         name="timecurve",
         desc="timecurve training",
-        model=model,
-        optimizer=optimizer,
-        step_fn=step_function(cfg, rt, model, pool, gen),
-        steps=cfg.steps,
-        learning_rate=rate_function(cfg),
-        log_every=cfg.log_every,
         run=Run(None),
         on_step=on_step,
     )

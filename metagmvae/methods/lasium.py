@@ -46,12 +46,13 @@ from torch.nn import functional as F
 from metagmvae.data.episodes import EpisodeSet
 from metagmvae.evaluation.accuracy import Predictor, mean_accuracy
 from metagmvae.methods import Splits
+from metagmvae.methods.related_fit import fit_best_accuracy
 from metagmvae.models.conv import ConvEncoder, DeconvDecoder
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.related import LasiumConfig as Config
-from metagmvae.training.loop import BestOnValidation, Step, fit
+from metagmvae.training.loop import Step, fit
 from metagmvae.training.resume import resume_folders
 
 # Its published results and their sources: metagmvae.analysis.paper.published('lasium', dataset).
@@ -401,32 +402,21 @@ def train(
             model.embed.train()
             return {"accuracy": accuracy}
 
-        extra = {"config": cfg.model_dump(), "item_shape": list(model.item_shape)}
-        best = BestOnValidation(protonet_resume.path, ["accuracy"], extra)
-        fit(
+        summary = fit_best_accuracy(
+            cfg,
             name="lasium",
             model=model,
             optimizer=torch.optim.Adam(model.embed.parameters(), lr=cfg.lr),
             step_fn=lambda step: _protonet_step(model, rt, gen),
-            steps=cfg.steps,
-            log_every=cfg.log_every,
-            checkpoint_at_log=True,  # the resume state at every log line
             validate=validate,
-            val_every=cfg.val_every,
-            val_name="val/{}",
-            best=best,
             resume=protonet_resume,
             stateful={"generator": gen},
+            out_path=out_path,
             run=run,
             progress=progress,
+            extra={"item_shape": list(model.item_shape)},
         )
-        best.copy_to("accuracy", out_path)
-    return {
-        "steps": cfg.steps,
-        "vae_steps": cfg.vae_steps,
-        "best_val_accuracy": round(best.accuracy["accuracy"], 2),
-        "train_seconds": round(time.perf_counter() - tick, 1),
-    }
+    return summary | {"vae_steps": cfg.vae_steps, "train_seconds": round(time.perf_counter() - tick, 1)}
 
 
 def load_model(path: Path, rt: Runtime) -> Lasium:

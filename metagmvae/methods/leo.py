@@ -52,11 +52,12 @@ from torch.nn.utils import skip_init
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluation.accuracy import Predictor, mean_accuracy
 from metagmvae.methods import Splits
+from metagmvae.methods.related_fit import fit_best_accuracy
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.related import LeoConfig as Config
-from metagmvae.training.loop import BestOnValidation, Step, fit
+from metagmvae.training.loop import Step
 from metagmvae.training.resume import NumpyGenerator, resume_folders
 
 # Its published results and their sources: metagmvae.analysis.paper.published('leo', dataset).
@@ -306,28 +307,20 @@ def train(
         return {"accuracy": mean_accuracy(predict, data["val"], val_episodes, len(val_episodes))}
 
     with rt.one_cpu_thread(), resume_folders(resume_root, out_path, cfg, ("leo",), rt) as (resume,):
-        best = BestOnValidation(resume.path, ["accuracy"], {"config": cfg.model_dump()})
-        done = fit(
+        return fit_best_accuracy(
+            cfg,
             name="leo",
             model=model,
             optimizer=optimizer,
             step_fn=step_fn,
-            steps=cfg.steps,
-            clip=lambda: clip_gradients(model.parameters(), cfg.clip_value, cfg.clip_norm),
-            log_every=cfg.log_every,
-            checkpoint_at_log=True,  # the resume state at every log line
             validate=validate,
-            val_every=cfg.val_every,
-            val_name="val/{}",
-            best=best,
             resume=resume,
             stateful={"episodes_rng": rng, "noise": noise.generator},
+            out_path=out_path,
             run=run,
             progress=progress,
+            clip=lambda: clip_gradients(model.parameters(), cfg.clip_value, cfg.clip_norm),
         )
-        best.copy_to("accuracy", out_path)
-    accuracy = round(best.accuracy["accuracy"], 2)
-    return {"steps": cfg.steps, "best_val_accuracy": accuracy, "train_seconds": round(done.elapsed, 1)}
 
 
 def predictor(path: Path, rt: Runtime) -> Predictor:

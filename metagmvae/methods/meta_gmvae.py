@@ -125,6 +125,30 @@ def rate_function(cfg: TrainConfig) -> Callable[[int], float]:
     return lambda step: learning_rate(step - 1, cfg.steps, 0, cfg.lr, cfg.lr_schedule)
 
 
+def fit_model(
+    cfg: TrainConfig,
+    rt: Runtime,
+    pool: torch.Tensor,
+    model: MetaGMVAE,
+    optimizer: torch.optim.Optimizer,
+    gen: torch.Generator,
+    **options: Any,
+) -> Fit | None:
+    """Meta-train ``model`` (with ``optimizer`` and ``gen`` from :func:`start_training`) on ``pool``
+    ``[P, *item]`` in :func:`~metagmvae.training.loop.fit`: ``cfg.steps`` steps at ``cfg``'s
+    learning rate, a log line every ``cfg.log_every`` steps, ``gen`` in the resume state.
+    ``options``: the rest of ``fit``'s arguments (a ``log_every`` there wins)."""
+    return fit(
+        model=model,
+        optimizer=optimizer,
+        step_fn=step_function(cfg, rt, model, pool, gen),
+        steps=cfg.steps,
+        learning_rate=rate_function(cfg),
+        stateful={"generator": gen},
+        **({"log_every": cfg.log_every} | options),
+    )
+
+
 def shot_metric(shot: int) -> str:
     """The name a validation shot has in the history and the logs: ``1`` -> ``"1shot"``."""
     return f"{shot}shot"
@@ -162,20 +186,19 @@ def train(
         return {shot_metric(shot): acc for shot, acc in accs.items()}
 
     best = BestOnValidation(resume.path, [shot_metric(s) for s in cfg.val_shots], {"config": cfg.model_dump()})
-    done = fit(
+    done = fit_model(
+        cfg,
+        rt,
+        pool,
+        model,
+        optimizer,
+        gen,
         name=out_dir.name,
         desc=f"metatrain {out_dir.name}",
-        model=model,
-        optimizer=optimizer,
-        step_fn=step_function(cfg, rt, model, pool, gen),
-        steps=cfg.steps,
-        learning_rate=rate_function(cfg),
-        log_every=cfg.log_every,
         validate=validate,
         val_every=cfg.val_every,
         best=best,
         resume=resume,
-        stateful={"generator": gen},
         checkpoint_every=cfg.checkpoint_every,
         run=run,
         progress=progress,

@@ -50,11 +50,12 @@ from torch.nn import functional as F
 from metagmvae.data.episodes import EpisodeSet, episode_rng, gather, sample_episodes
 from metagmvae.evaluation.accuracy import Predictor, mean_accuracy
 from metagmvae.methods import Splits
+from metagmvae.methods.related_fit import fit_best_accuracy
 from metagmvae.runtime import checkpoint
 from metagmvae.runtime.device import Runtime
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.related import SibConfig as Config
-from metagmvae.training.loop import BestOnValidation, Step, fit
+from metagmvae.training.loop import Step
 from metagmvae.training.resume import NumpyGenerator, resume_folders
 
 # Its published results and their sources: metagmvae.analysis.paper.published('sib', dataset).
@@ -218,28 +219,20 @@ def train(
         def validate(step: int) -> dict[str, float]:
             return {"accuracy": mean_accuracy(model_predictor(model), data["val"], val_episodes, len(val_episodes))}
 
-        best = BestOnValidation(resume.path, ["accuracy"], {"config": cfg.model_dump()})
-        done = fit(
+        return fit_best_accuracy(
+            cfg,
             name="sib",
             model=model,
             optimizer=optimizer,
             step_fn=step_fn,
-            steps=cfg.steps,
-            scheduler=schedule,
-            log_every=cfg.log_every,
-            checkpoint_at_log=True,  # the resume state at every log line
             validate=validate,
-            val_every=cfg.val_every,
-            val_name="val/{}",
-            best=best,
             resume=resume,
             stateful={"episodes_rng": rng},
+            out_path=out_path,
             run=run,
             progress=progress,
+            scheduler=schedule,
         )
-        best.copy_to("accuracy", out_path)
-    accuracy = round(best.accuracy["accuracy"], 2)
-    return {"steps": cfg.steps, "best_val_accuracy": accuracy, "train_seconds": round(done.elapsed, 1)}
 
 
 def predictor(path: Path, rt: Runtime) -> Predictor:
