@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.bench import machine
+from benchmarks.bench import machine, trained_on
 from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import read_episodes
 from metagmvae.data.stores import load_split
@@ -63,19 +63,26 @@ def train_variant(args) -> None:
     val_episodes = {s: read_episodes(args.episodes, "val", cfg.way, s) for s in cfg.val_shots}
     folder = args.runs / f"{args.variant}-seed{args.seed}"
     summary = train(cfg, rt, pool, val, val_episodes, folder / "model", folder / "resume", Run(None), progress=False)
-    write_json(folder / "run.json", {"variant": args.variant, "seed": args.seed, "config": cfg.model_dump()} | summary)
+    run = {"variant": args.variant, "seed": args.seed, "trained_on": trained_on(), "config": cfg.model_dump()}
+    write_json(folder / "run.json", run | summary)
 
 
 def report(args) -> None:
-    runs = {}
+    """Merge the finished runs under ``--runs`` into the record ``--out``.json (a run folder
+    replaces the committed run of the same variant and seed; the others stay, so runs made in
+    different sessions add up), and draw its .png."""
+    out = args.out.with_suffix(".json")
+    runs = read_json(out)["runs"] if out.exists() else {}
     for folder in sorted(args.runs.glob("*-seed*")):
         history_path = folder / "model" / "history.json"
-        if not history_path.exists():
+        if not (folder / "run.json").exists():  # written when the run has finished
             continue
         h = read_json(history_path)
         variant, seed = folder.name.rsplit("-seed", 1)
         val = h["val"]["1shot"]
         runs.setdefault(variant, {})[seed] = {
+            "trained_on": read_json(folder / "run.json")["trained_on"],
+            "steps": h["val_step"][-1],
             "val_step": h["val_step"],
             "val_1shot": val,
             "val_5shot": h["val"].get("5shot"),
@@ -92,8 +99,8 @@ def report(args) -> None:
         "variants": {n: {"overrides": o, "store": s} for n, (o, s) in VARIANTS.items()},
         "runs": runs,
     }
-    write_json(args.out.with_suffix(".json"), record)
-    plot(record, args.out.with_suffix(".png"))
+    write_json(out, record)
+    plot(record, out.with_suffix(".png"))
 
 
 def plot(record: dict, path: Path) -> None:

@@ -14,7 +14,7 @@ rec + kl, backward, Adam(lr, weight_decay)). Its random draws come from the proc
 numpy RNGs, seeded with ``--seed``. Its decoder runs in channels-last memory format (the same
 numbers up to float rounding, 15% faster on the CPU).
 **Our side**: the project's own training code (:func:`metagmvae.methods.meta_gmvae.start_training`
-and :func:`metagmvae.methods.meta_gmvae.step_function` in :func:`metagmvae.training.loop.fit`) on
+and :func:`metagmvae.methods.meta_gmvae.fit_model`, in :func:`metagmvae.training.loop.fit`) on
 ``metatrain.omniglot_5way`` of params.yaml with the configuration's B, M, S = S_rec, a constant rate and fp32.
 
 Both draw their batches from the same unlabeled pool of our store, uniformly with replacement
@@ -24,8 +24,10 @@ a resume state (kill it and run it again: it continues; ask for more ``--steps``
 extends the run). ``score`` scores every unscored snapshot on the 5-way 1-shot test episodes of
 ``data/omniglot/episodes.h5`` with our evaluation (``evaluate.omniglot``: S_test 32, T_s 10) and,
 for official snapshots, also with the official ``prediction`` (its weights, its code), so that
-training and evaluation differences are told apart. ``report`` collects the runs into one record
-and a plot, with a Welch test of the two sides' seed means at every snapshot.
+training and evaluation differences are told apart. ``report`` merges the runs into the committed
+record (a run folder replaces that run's committed scores whole; runs kept only in the record stay,
+so seeds trained in different sessions add up), with the machine each run trained on, a Welch test
+of the two sides' seed means at every snapshot, and a plot.
 """
 
 from __future__ import annotations
@@ -41,12 +43,12 @@ import numpy as np
 import torch
 from scipy import stats
 
-from benchmarks.bench import machine, official_modules
+from benchmarks.bench import machine, official_modules, trained_on
 from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import read_episodes, sample_training_batch
 from metagmvae.data.stores import load_split
 from metagmvae.evaluation.accuracy import episode_accuracies, summarize
-from metagmvae.methods.meta_gmvae import rate_function, start_training, step_function
+from metagmvae.methods.meta_gmvae import fit_model, start_training
 from metagmvae.models import build_model
 from metagmvae.models.official import to_our_state_dict
 from metagmvae.pipeline.evaluate import test_accuracies
@@ -54,7 +56,7 @@ from metagmvae.runtime import checkpoint
 from metagmvae.runtime.io import atomic_path, project_root, read_json, write_json
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.params import parse_section
-from metagmvae.training.loop import STATE_FORMAT, fit
+from metagmvae.training.loop import STATE_FORMAT
 from metagmvae.training.resume import GlobalTorchRNG, ResumeFolder
 
 ROOT = project_root()
@@ -126,6 +128,7 @@ def train(args) -> None:
     """Train one side to ``--steps``, a snapshot and the resume state every ``--every`` steps."""
     folder = run_dir(args.runs, args.config, args.side, args.seed)
     folder.mkdir(parents=True, exist_ok=True)
+    note_machine(folder)
     resume = ResumeFolder(folder, "resume")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     pool = torch.from_numpy(load_split("omniglot", "train", args.store)).flatten(0, 1).to(device)
@@ -146,16 +149,16 @@ def train(args) -> None:
                 snapshot(step, model)
                 print(f"{folder.name}: step {step}", flush=True)
 
-        fit(
+        fit_model(
+            cfg,
+            rt,
+            pool,
+            model,
+            optimizer,
+            gen,
             name=folder.name,
-            model=model,
-            optimizer=optimizer,
-            step_fn=step_function(cfg, rt, model, pool, gen),
-            steps=args.steps,
-            learning_rate=rate_function(cfg),
             log_every=args.every,
             resume=resume,
-            stateful={"generator": gen},
             checkpoint_every=args.every,
             run=Run(None),
             progress=False,
@@ -255,8 +258,40 @@ def welch(a: list[float], b: list[float]) -> dict:
     return {"difference": round(diff, 2), "ci95": [round(diff - half, 2), round(diff + half, 2)], "p": round(p, 3)}
 
 
+def note_machine(folder: Path) -> None:
+    """Add this machine to the run's ``run.json`` (a run continued elsewhere lists both)."""
+    path = folder / "run.json"
+    machines = read_json(path)["trained_on"] if path.exists() else []
+    if trained_on() not in machines:
+        write_json(path, {"trained_on": [*machines, trained_on()]})
+
+
+def collected_runs(args) -> dict:
+    """Per configuration, every run's scores by step and the machines it trained on: the committed
+    record's runs, each replaced whole by its folder under ``--runs`` where there is one (a run
+    trained again is another trajectory, so its old scores are dropped with it)."""
+    out = args.out.with_suffix(".json")
+    old = read_json(out) if out.exists() else {"configs": {}}
+    configs = {}
+    for name, c in old["configs"].items():
+        legacy = [f"{old['machine'].get('cpu')} (no bf16, no AMX)"]  # the record before runs named their machine
+        machines = c.get("trained_on", {})
+        configs[name] = {
+            run: {"scores": {int(s): e for s, e in scores.items()}, "trained_on": machines.get(run, legacy)}
+            for run, scores in c["runs"].items()
+        }
+    for config_dir in sorted(p for p in args.runs.iterdir() if p.is_dir() and p.name in CONFIGS):
+        for folder in sorted(config_dir.glob("*-seed*")):
+            if not (folder / "scores.json").exists():
+                continue
+            scores = {int(step): entry for step, entry in read_json(folder / "scores.json").items()}
+            machines = read_json(folder / "run.json")["trained_on"] if (folder / "run.json").exists() else []
+            configs.setdefault(config_dir.name, {})[folder.name] = {"scores": scores, "trained_on": machines}
+    return configs
+
+
 def report(args) -> None:
-    """Collect every scored run into ``--out``.json and .png."""
+    """Merge every scored run under ``--runs`` into the record ``--out``.json, and draw its .png."""
     record = {
         "kind": "official_dynamics",
         "machine": machine(torch.device("cpu")),
@@ -265,11 +300,8 @@ def report(args) -> None:
         "training": {"lr": LR, "weight_decay": WEIGHT_DECAY, "schedule": "constant", "precision": "fp32", "way": WAY},
         "configs": {},
     }
-    for config_dir in sorted(p for p in args.runs.iterdir() if p.is_dir()):
-        runs = {}
-        for folder in sorted(config_dir.glob("*-seed*")):
-            scores = read_json(folder / "scores.json") if (folder / "scores.json").exists() else {}
-            runs[folder.name] = {int(step): entry for step, entry in scores.items()}
+    for config_name, collected in sorted(collected_runs(args).items()):
+        runs = {name: collected[name]["scores"] for name in sorted(collected)}
         steps = sorted({s for r in runs.values() for s in r})
         curves = {}
         for step in steps:
@@ -287,8 +319,9 @@ def report(args) -> None:
             if row.get("ours", {}).get("seeds", 0) > 1 and row.get("official", {}).get("seeds", 0) > 1:
                 row["ours_minus_official"] = welch(row["ours"]["accuracies"], row["official"]["accuracies"])
             curves[step] = row
-        record["configs"][config_dir.name] = CONFIGS[config_dir.name] | {
-            "runs": {n: {str(s): e for s, e in r.items()} for n, r in runs.items()},
+        record["configs"][config_name] = CONFIGS[config_name] | {
+            "runs": {n: {str(s): e for s, e in sorted(r.items())} for n, r in runs.items()},
+            "trained_on": {n: collected[n]["trained_on"] for n in runs},
             "curves": {str(s): row for s, row in curves.items()},
         }
     write_json(args.out.with_suffix(".json"), record)

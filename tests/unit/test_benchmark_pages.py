@@ -33,7 +33,11 @@ def test_the_parity_study_table_is_generated_from_the_committed_record():
     text = script.STUDY.read_text()
     block = re.search(re.escape(script.BEGIN) + "(.*?)" + re.escape(script.END), text, re.S).group(1)
     assert script.markdown(record) in block
-    for config in record["configs"].values():  # both evaluations of the official weights agree
-        for row in config["curves"].values():
-            if "official" in row:
-                assert row["official"]["accuracies"] == row["official_weights_our_evaluation"]["accuracies"]
+    # both evaluations of the official weights agree to float rounding: a few of the 75,000 query
+    # predictions may flip with the CPU's kernels, far inside the episode CI of about 1 point
+    for config in record["configs"].values():
+        for run in config["runs"].values():
+            for entry in run.values():
+                if "official_prediction" in entry:
+                    ours, official = entry["our_evaluation"], entry["official_prediction"]
+                    assert abs(ours["accuracy"] - official["accuracy"]) <= 0.2
