@@ -52,11 +52,15 @@ def test_two_process_loss_gradients_and_batchnorm_equal_one_process(tmp_path):
     loss = simclr.nt_xent(p1, p2, TAU)
     loss.backward()
 
+    # float32 sums in another order differ by about 1e-7 of the largest gradient (0.64 here); the
+    # conv biases before BatchNorm have an exact gradient of 0, so theirs are only that noise
+    # (measured up to 1.5e-6 on an AMX Xeon), and the absolute tolerance follows the largest gradient
+    atol = 1e-5 * max(p.grad.abs().max().item() for p in model.parameters())
     for rank in range(WORLD):
         out = torch.load(tmp_path / f"rank{rank}.pt", weights_only=True)
         assert torch.allclose(out["loss"], loss.detach(), rtol=1e-5), (out["loss"], loss)
         for name, p in model.named_parameters():
-            assert torch.allclose(out["grads"][name], p.grad, rtol=1e-3, atol=1e-6), name
+            assert torch.allclose(out["grads"][name], p.grad, rtol=1e-3, atol=atol), name
         for name, b in model.named_buffers():
             assert torch.allclose(out["buffers"][name].float(), b.float(), rtol=1e-4, atol=1e-6), name
     # the test has teeth: a loss that ignored the other process's negatives would differ
