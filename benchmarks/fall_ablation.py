@@ -28,6 +28,7 @@ from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import read_episodes
 from metagmvae.data.stores import load_split
 from metagmvae.methods.meta_gmvae import train
+from metagmvae.pipeline import augment
 from metagmvae.runtime.io import project_root, read_json, write_json
 from metagmvae.runtime.tracking import Run
 from metagmvae.schema.params import parse_section
@@ -53,9 +54,19 @@ def config(variant: str, seed: int, steps: int, every: int):
     return parse_section(params, "metatrain", "omniglot_5way")
 
 
+def nearest_store(path: Path, raw: Path) -> Path:
+    """The Omniglot store with ``augment.omniglot.resize_filter: nearest`` (exactly the official
+    binary arrays) at ``path``, built from the raw zips in ``raw`` the first time (atomically, so
+    two runs may build it at once)."""
+    if not path.exists():
+        params = profiled_params(ROOT / "params.yaml", "quick", ["augment.omniglot.resize_filter=nearest"])
+        augment.run(parse_section(params, "augment", "omniglot"), raw, path, path.with_suffix(".split.json"))
+    return path
+
+
 def train_variant(args) -> None:
     cfg = config(args.variant, args.seed, args.steps, args.every)
-    store = args.stores[VARIANTS[args.variant][1]]
+    store = args.lanczos if VARIANTS[args.variant][1] == "lanczos" else nearest_store(args.nearest, args.raw)
     rt = cfg.runtime(convolutional=True)
     cfg = cfg.as_run_with(rt)
     pool = torch.from_numpy(load_split("omniglot", "train", store)).flatten(0, 1).to(rt.device)
@@ -103,6 +114,16 @@ def report(args) -> None:
     plot(record, out.with_suffix(".png"))
 
 
+def todo(args) -> None:
+    """Print ``VARIANT:SEED`` for each run that the record lacks or has not trained to ``--steps``."""
+    out = args.out.with_suffix(".json")
+    runs = read_json(out)["runs"] if out.exists() else {}
+    for variant in VARIANTS:
+        for seed in args.seeds:
+            if runs.get(variant, {}).get(str(seed), {}).get("steps", 0) < args.steps:
+                print(f"{variant}:{seed}")
+
+
 def plot(record: dict, path: Path) -> None:
     from metagmvae.analysis.plots import plt, save_figure
 
@@ -129,19 +150,25 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--every", type=int, default=500, help="validate and save the resume state every N steps")
     p.add_argument("--lanczos", type=Path, default=ROOT / "data/omniglot/omniglot.h5", help="the Lanczos store")
-    p.add_argument("--nearest", type=Path, required=False, help="a store built with resize_filter nearest")
+    p.add_argument("--nearest", type=Path, help="the store with resize_filter nearest (built here if missing)")
+    p.add_argument("--raw", type=Path, default=ROOT / "data/omniglot/raw", help="the raw zips, to build it")
     p.add_argument("--episodes", type=Path, default=ROOT / "data/omniglot/episodes.h5")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--runs", type=Path, required=True)
     p = sub.add_parser("report", help="collect the runs into the record and its plot")
     p.add_argument("--runs", type=Path, required=True)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/fall_ablation")
+    p = sub.add_parser("todo", help="print VARIANT:SEED for each run the record lacks to --steps")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/fall_ablation")
     args = parser.parse_args(argv)
+    if args.command == "todo":
+        return todo(args)
     if args.command == "train":
         torch.set_num_threads(args.threads)
         if VARIANTS[args.variant][1] == "nearest" and args.nearest is None:
-            parser.error("--nearest (a store built with augment.omniglot.resize_filter=nearest) is needed here")
-        args.stores = {"lanczos": args.lanczos, "nearest": args.nearest}
+            parser.error("--nearest (where the store with resize_filter nearest is, or is to be built) is needed here")
         train_variant(args)
     else:
         report(args)

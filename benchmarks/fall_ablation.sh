@@ -3,27 +3,12 @@
 # another; each finished run is merged into the committed record (benchmarks/fall_ablation.json).
 # Two lanes may share the 2 cores (one thread each: accuracy only, no timing is taken):
 #   bash benchmarks/fall_ablation.sh RUNS_DIR "base:0 constant:0 binary:0"
-# The binary variant's store (augment.omniglot.resize_filter = nearest) is built once, into
-# RUNS_DIR/nearest.h5. Rerunning continues where it stopped (each run resumes its folder).
+# The binary variant's store (augment.omniglot.resize_filter = nearest) is built by its first run,
+# into RUNS_DIR/nearest.h5. Rerunning continues where it stopped (each run resumes its folder).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 runs="$1" list="$2"
 mkdir -p "$runs"
-if [[ " $list " == *" binary:"* && ! -f "$runs/nearest.h5" ]]; then
-  python - "$runs/params-nearest.yaml" <<'PY'
-import sys
-from pathlib import Path
-
-import yaml
-
-from metagmvae.cli.profile import profiled_params
-
-params = profiled_params(Path("params.yaml"), "quick", ["augment.omniglot.resize_filter=nearest"])
-Path(sys.argv[1]).write_text(yaml.safe_dump(params, sort_keys=False))
-PY
-  python stages/augment.py --params "$runs/params-nearest.yaml" --raw data/omniglot/raw \
-    --store "$runs/nearest.h5" --split "$runs/split-nearest.json"
-fi
 for run in $list; do
   variant="${run%%:*}" seed="${run##*:}"
   python -m benchmarks.fall_ablation train --variant "$variant" --seed "$seed" --runs "$runs" \
