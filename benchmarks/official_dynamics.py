@@ -44,6 +44,7 @@ import torch
 from scipy import stats
 
 from benchmarks.bench import machine, official_modules, trained_on
+from metagmvae.analysis.stats import paired_difference
 from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import read_episodes, sample_training_batch
 from metagmvae.data.stores import load_split
@@ -261,6 +262,25 @@ def welch(a: list[float], b: list[float]) -> dict:
     return {"difference": round(diff, 2), "ci95": [round(diff - half, 2), round(diff + half, 2)], "p": round(p, 3)}
 
 
+def seed_pairs(runs: dict[str, dict[int, dict]], step: int) -> list[tuple[float, float]]:
+    """``(official, ours)`` accuracy at ``step`` of every seed scored there on both sides."""
+    pairs = []
+    for name, scores in runs.items():
+        twin = runs.get(name.replace("official-", "ours-", 1), {})
+        if name.startswith("official-") and step in scores and step in twin:
+            pairs.append((scores[step]["official_prediction"]["accuracy"], twin[step]["our_evaluation"]["accuracy"]))
+    return pairs
+
+
+def by_seed(pairs: list[tuple[float, float]]) -> dict:
+    """Mean of ours - official over seeds with its 95% paired-t interval. Both sides of a seed draw
+    the same batches in the same order (their initial weights differ), so a seed's two runs may
+    move together; pairing them removes what they share."""
+    official, ours = (np.array(side) / 100 for side in zip(*pairs))
+    d = paired_difference(official, ours)
+    return {"seeds": len(pairs), "difference": round(d.mean, 2), "ci95": [round(d.low, 2), round(d.high, 2)]}
+
+
 def note_machine(folder: Path) -> None:
     """Add this machine to the run's ``run.json`` (a run continued elsewhere lists both)."""
     path = folder / "run.json"
@@ -321,6 +341,9 @@ def report(args) -> None:
                         row[label]["sd"] = round(float(np.std(accs, ddof=1)), 2)
             if row.get("ours", {}).get("seeds", 0) > 1 and row.get("official", {}).get("seeds", 0) > 1:
                 row["ours_minus_official"] = welch(row["ours"]["accuracies"], row["official"]["accuracies"])
+            pairs = seed_pairs(runs, step)
+            if len(pairs) > 1:
+                row["paired_by_seed"] = by_seed(pairs)
             curves[step] = row
         record["configs"][config_name] = CONFIGS[config_name] | {
             "runs": {n: {str(s): e for s, e in sorted(r.items())} for n, r in runs.items()},
@@ -340,6 +363,9 @@ def report(args) -> None:
 def markdown(record: dict) -> str:
     """Per configuration, the seed mean +- sd of each side at every snapshot, and ours - official."""
 
+    def difference(d: dict | None) -> str:
+        return "–" if d is None else f"{d['difference']:+.2f} [{d['ci95'][0]:+.2f}, {d['ci95'][1]:+.2f}]"
+
     def cell(row: dict, label: str) -> str:
         r = row.get(label)
         if r is None:
@@ -352,14 +378,14 @@ def markdown(record: dict) -> str:
             f"**{name}** (B {c['batch']} × M {c['points']} × S {c['samples']}): 5-way 1-shot test accuracy (%),"
             " mean ± sd over seeds (how many)",
             "",
-            "| step | official code | official weights, our evaluation | ours | ours − official (Welch 95% CI) |",
-            "|---|---|---|---|---|",
+            "| step | official code | official weights, our evaluation | ours | ours − official (Welch 95% CI)"
+            " | ours − official, paired by seed (95% CI) |",
+            "|---|---|---|---|---|---|",
         ]
         for step, row in sorted(c["curves"].items(), key=lambda kv: int(kv[0])):
-            diff = row.get("ours_minus_official")
-            d = "–" if diff is None else f"{diff['difference']:+.2f} [{diff['ci95'][0]:+.2f}, {diff['ci95'][1]:+.2f}]"
             cells = [cell(row, k) for k in ("official", "official_weights_our_evaluation", "ours")]
-            lines.append(f"| {step} | " + " | ".join(cells) + f" | {d} |")
+            cells += [difference(row.get("ours_minus_official")), difference(row.get("paired_by_seed"))]
+            lines.append(f"| {step} | " + " | ".join(cells) + " |")
         lines.append("")
     return "\n".join(lines).rstrip()
 
