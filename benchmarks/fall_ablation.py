@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.bench import machine, trained_on
+from benchmarks.bench import machine, trained_on, write_block
+from benchmarks.official_dynamics import STUDY
 from metagmvae.cli.profile import profiled_params
 from metagmvae.data.episodes import read_episodes
 from metagmvae.data.stores import load_split
@@ -35,6 +36,7 @@ from metagmvae.schema.params import parse_section
 
 ROOT = project_root()
 SECTION = "metatrain.omniglot_5way"
+MARKER = "fall-ablation"
 FALLING = {"batch": 1, "points": 200, "samples": 32, "samples_decoder": 1, "lr_schedule": "cosine"}
 VARIANTS = {  # name -> (overrides of the falling setting, store)
     "base": ({}, "lanczos"),
@@ -112,6 +114,24 @@ def report(args) -> None:
     }
     write_json(out, record)
     plot(record, out.with_suffix(".png"))
+    write_block(args.study, MARKER, "benchmarks/fall_ablation.py", "benchmarks/fall_ablation.json", markdown(record))
+
+
+def markdown(record: dict) -> str:
+    """Per variant and seed: the validation peak (its step), the last value, the fall between
+    them, and the smallest EM component seen (points x samples held by one of the K components)."""
+    lines = [
+        "5-way 1-shot validation accuracy (%) on the 200 fixed validation episodes, every 500 steps",
+        "",
+        "| variant (one change) | seed | steps | peak (step) | last | fall | smallest EM component |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for variant in VARIANTS:
+        for seed, r in sorted(record["runs"].get(variant, {}).items(), key=lambda kv: int(kv[0])):
+            cells = [variant, seed, str(r["steps"]), f"{r['peak']:.2f} ({r['peak_step']})", f"{r['last']:.2f}"]
+            cells += [f"{r['fall']:.2f}", f"{r['min_component']:.1f}"]
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def todo(args) -> None:
@@ -158,6 +178,7 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("report", help="collect the runs into the record and its plot")
     p.add_argument("--runs", type=Path, required=True)
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks/fall_ablation")
+    p.add_argument("--study", type=Path, default=STUDY, help="the page whose table is redrawn")
     p = sub.add_parser("todo", help="print VARIANT:SEED for each run the record lacks to --steps")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=6000)

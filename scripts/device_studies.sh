@@ -73,7 +73,8 @@ if [ -n "$PARITY" ]; then
     --study "$out/2026-12-07-trajectory-parity.md" >> "$out/studies.log"
 fi
 if [ -n "$ABLATION" ]; then
-  "$py" "${ablation[@]}" report --runs "$runs/ablation" --out "$out/fall_ablation" >> "$out/studies.log"
+  "$py" "${ablation[@]}" report --runs "$runs/ablation" --out "$out/fall_ablation" \
+    --study "$out/2026-12-07-trajectory-parity.md" >> "$out/studies.log"
 fi
 echo "$failed of ${#pids[@]} runs failed" | tee -a "$out/studies.log"
 [ "$failed" -eq 0 ]

@@ -2,7 +2,6 @@
 steps): the runs it is given train, and their record is merged with the committed one."""
 
 import copy
-import json
 import os
 import subprocess
 import sys

@@ -41,3 +41,16 @@ def test_the_parity_study_table_is_generated_from_the_committed_record():
                 if "official_prediction" in entry:
                     ours, official = entry["our_evaluation"], entry["official_prediction"]
                     assert abs(ours["accuracy"] - official["accuracy"]) <= 0.2
+
+
+def test_the_fall_ablation_table_is_generated_from_the_committed_record():
+    script = load_script("fall_ablation")
+    record = read_json(REPO / "benchmarks" / "fall_ablation.json")
+    text = script.STUDY.read_text()
+    begin, end = f"<!-- {script.MARKER}:begin -->", f"<!-- {script.MARKER}:end -->"
+    block = re.search(re.escape(begin) + "(.*?)" + re.escape(end), text, re.S).group(1)
+    assert script.markdown(record) in block
+    for runs in record["runs"].values():
+        for run in runs.values():  # the fall is the peak minus the last validation
+            assert run["peak"] == max(run["val_1shot"]) and run["last"] == run["val_1shot"][-1]
+            assert abs(run["fall"] - (run["peak"] - run["last"])) < 0.01
