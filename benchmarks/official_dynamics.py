@@ -410,8 +410,9 @@ def plot(record: dict, path: Path) -> None:
             pts = [(int(s), row[label]["mean"]) for s, row in c["curves"].items() if label in row]
             if pts:
                 pts.sort()
-                seeds = max(c["curves"][str(s)][label]["seeds"] for s, _ in pts)
-                ax.plot(*zip(*pts), color=color, ls=ls, lw=2, marker="o", ms=3, label=f"{text} (mean of {seeds})")
+                counts = sorted({c["curves"][str(s)][label]["seeds"] for s, _ in pts})
+                seeds = f"{counts[0]}" if len(counts) == 1 else f"{counts[0]} to {counts[-1]}"
+                ax.plot(*zip(*pts), color=color, ls=ls, lw=2, marker="o", ms=3, label=f"{text} (mean of {seeds} seeds)")
         ax.set_title(f"{name}: B {c['batch']} x M {c['points']} x S {c['samples']}, constant lr")
         ax.set_xlabel("training step")
         ax.set_ylabel("5-way 1-shot test accuracy (%)")
