@@ -323,11 +323,11 @@ def write_block(page: Path, marker: str, script: str, record: str, body: str) ->
 def trained_on() -> str:
     """The machine a run trains on, in one line: the GPU, or the CPU model and whether it has the
     bf16 and AMX units that pick other kernels (and so other float rounding) than AVX2/AVX-512."""
-    m = machine(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    if "gpu" in m:
-        return m["gpu"]
-    flags = [f for f in m.get("cpu_flags", []) if f.startswith(("amx", "avx512_bf16"))]
-    return m["cpu"] + (f" ({', '.join(flags)})" if flags else " (no bf16, no AMX)")
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    model, flags = cpu_info()
+    units = [f for f in flags if f.startswith(("amx", "avx512_bf16"))]
+    return model + (f" ({', '.join(units)})" if units else " (no bf16, no AMX)")
 
 
 UNITS = {"simclr": "s/step", "extract": f"s/{EXTRACT_IMAGES} img", **dict.fromkeys(EVAL_CASES, "s/1000 ep")}

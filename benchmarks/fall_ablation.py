@@ -37,6 +37,7 @@ from metagmvae.schema.params import parse_section
 ROOT = project_root()
 SECTION = "metatrain.omniglot_5way"
 MARKER = "fall-ablation"
+RECORD = ROOT / "benchmarks" / "fall_ablation"  # .json and .png
 FALLING = {"batch": 1, "points": 200, "samples": 32, "samples_decoder": 1, "lr_schedule": "cosine"}
 VARIANTS = {  # name -> (overrides of the falling setting, store)
     "base": ({}, "lanczos"),
@@ -80,17 +81,21 @@ def train_variant(args) -> None:
     write_json(folder / "run.json", run | summary)
 
 
+def committed_runs(out: Path) -> dict:
+    """``{variant: {seed: run}}`` of the record ``out``.json as committed (empty before the first)."""
+    path = out.with_suffix(".json")
+    return read_json(path)["runs"] if path.exists() else {}
+
+
 def report(args) -> None:
     """Merge the finished runs under ``--runs`` into the record ``--out``.json (a run folder
     replaces the committed run of the same variant and seed; the others stay, so runs made in
     different sessions add up), and draw its .png."""
-    out = args.out.with_suffix(".json")
-    runs = read_json(out)["runs"] if out.exists() else {}
+    runs = committed_runs(args.out)
     for folder in sorted(args.runs.glob("*-seed*")):
-        history_path = folder / "model" / "history.json"
         if not (folder / "run.json").exists():  # written when the run has finished
             continue
-        h = read_json(history_path)
+        h = read_json(folder / "model" / "history.json")
         variant, seed = folder.name.rsplit("-seed", 1)
         val = h["val"]["1shot"]
         runs.setdefault(variant, {})[seed] = {
@@ -112,8 +117,8 @@ def report(args) -> None:
         "variants": {n: {"overrides": o, "store": s} for n, (o, s) in VARIANTS.items()},
         "runs": runs,
     }
-    write_json(out, record)
-    plot(record, out.with_suffix(".png"))
+    write_json(args.out.with_suffix(".json"), record)
+    plot(record, args.out.with_suffix(".png"))
     write_block(args.study, MARKER, "benchmarks/fall_ablation.py", "benchmarks/fall_ablation.json", markdown(record))
 
 
@@ -136,8 +141,7 @@ def markdown(record: dict) -> str:
 
 def todo(args) -> None:
     """Print ``VARIANT:SEED`` for each run that the record lacks or has not trained to ``--steps``."""
-    out = args.out.with_suffix(".json")
-    runs = read_json(out)["runs"] if out.exists() else {}
+    runs = committed_runs(args.out)
     for variant in VARIANTS:
         for seed in args.seeds:
             if runs.get(variant, {}).get(str(seed), {}).get("steps", 0) < args.steps:
@@ -177,12 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--runs", type=Path, required=True)
     p = sub.add_parser("report", help="collect the runs into the record and its plot")
     p.add_argument("--runs", type=Path, required=True)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/fall_ablation")
+    p.add_argument("--out", type=Path, default=RECORD)
     p.add_argument("--study", type=Path, default=STUDY, help="the page whose table is redrawn")
     p = sub.add_parser("todo", help="print VARIANT:SEED for each run the record lacks to --steps")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     p.add_argument("--steps", type=int, default=6000)
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks/fall_ablation")
+    p.add_argument("--out", type=Path, default=RECORD)
     args = parser.parse_args(argv)
     if args.command == "todo":
         return todo(args)

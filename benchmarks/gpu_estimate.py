@@ -43,7 +43,6 @@ OFFICIAL_GROUP_MS = {5: 10.0, 20: 31.5}  # official prediction of one group of 4
 EFFECTIVE_TFLOPS = 729.0 / 55.6  # the official 5-way step on the H100, TFLOP/s (spec §8.3)
 DOC = ROOT / "docs" / "gpu-estimate.md"
 MARKER = "gpu-estimate"
-BEGIN, END = f"<!-- {MARKER}:begin -->", f"<!-- {MARKER}:end -->"
 
 
 def counted(step) -> tuple[float, int]:

@@ -69,7 +69,6 @@ SIDES = ("official", "ours")
 STUDY = ROOT / "docs" / "studies" / "2026-12-07-trajectory-parity.md"
 RECORD = ROOT / "benchmarks" / "official_dynamics"  # .json and .png
 MARKER = "official-dynamics"
-BEGIN, END = f"<!-- {MARKER}:begin -->", f"<!-- {MARKER}:end -->"
 
 
 def our_config(config: str, seed: int, steps: int):
@@ -283,18 +282,23 @@ def by_seed(pairs: list[tuple[float, float]]) -> dict:
 
 def note_machine(folder: Path) -> None:
     """Add this machine to the run's ``run.json`` (a run continued elsewhere lists both)."""
-    path = folder / "run.json"
+    path, here = folder / "run.json", trained_on()
     machines = read_json(path)["trained_on"] if path.exists() else []
-    if trained_on() not in machines:
-        write_json(path, {"trained_on": [*machines, trained_on()]})
+    if here not in machines:
+        write_json(path, {"trained_on": [*machines, here]})
+
+
+def committed(out: Path) -> dict:
+    """The record ``out``.json as committed (no configurations before the first report)."""
+    path = out.with_suffix(".json")
+    return read_json(path) if path.exists() else {"configs": {}}
 
 
 def collected_runs(args) -> dict:
     """Per configuration, every run's scores by step and the machines it trained on: the committed
     record's runs, each replaced whole by its folder under ``--runs`` where there is one (a run
     trained again is another trajectory, so its old scores are dropped with it)."""
-    out = args.out.with_suffix(".json")
-    old = read_json(out) if out.exists() else {"configs": {}}
+    old = committed(args.out)
     configs = {}
     for name, c in old["configs"].items():
         legacy = [f"{old['machine'].get('cpu')} (no bf16, no AMX)"]  # the record before runs named their machine
@@ -424,8 +428,7 @@ def plot(record: dict, path: Path) -> None:
 def todo(args) -> None:
     """Print ``SIDE:SEED`` for each run of ``--config`` that the record lacks or has not scored
     to ``--steps`` (the runs a lane still has to train)."""
-    out = args.out.with_suffix(".json")
-    runs = read_json(out)["configs"].get(args.config, {}).get("runs", {}) if out.exists() else {}
+    runs = committed(args.out)["configs"].get(args.config, {}).get("runs", {})
     for side in SIDES:
         for seed in args.seeds:
             scored = [int(step) for step in runs.get(f"{side}-seed{seed}", {})]

@@ -4,10 +4,9 @@
 # GPU; then both records merged with their committed runs, their plots and the study table redrawn.
 #   bash scripts/device_studies.sh OUT [STEPS]
 # Needs data/omniglot/{raw,omniglot.h5,episodes.h5} (carry them; or $RAW, $STORE, $EPISODES), a
-# Python with torch, numpy,
-# h5py, scipy, matplotlib, pyyaml, pydantic and tqdm, and for the parity runs the official
-# checkout (db-Lee/Meta-GMVAE @ 7962392, never committed) in $OFFICIAL (default .carry/official; carry
-# it): without it only the ablation runs. STEPS (default 6000; the B 4 x M 200 parity run trains
+# Python with torch, numpy, h5py, scipy, matplotlib, pyyaml, pydantic and tqdm, and for the parity
+# runs the official checkout (db-Lee/Meta-GMVAE @ 7962392, never committed) in $OFFICIAL (default
+# .carry/official; carry it): without it only the ablation runs. STEPS (default 6000; the B 4 x M 200 parity run trains
 # half of it) shrinks every run, as CI does on the CPU; $PARITY / $ABLATION (CONFIG:SIDE:SEED /
 # VARIANT:SEED lists) replace the lists the records give. OUT receives the two records (.json,
 # .png), the study page and one log; the runs themselves go to $RUNS (default /tmp/studies).

@@ -3,6 +3,7 @@
 
 import importlib.util
 import re
+from pathlib import Path
 
 from conftest import REPO
 
@@ -16,11 +17,16 @@ def load_script(name: str = "gpu_estimate"):
     return module
 
 
+def generated_block(script, page: Path) -> str:
+    """The text between the script's ``<!-- MARKER:begin -->`` and ``<!-- MARKER:end -->`` in ``page``."""
+    begin, end = f"<!-- {script.MARKER}:begin -->", f"<!-- {script.MARKER}:end -->"
+    return re.search(re.escape(begin) + "(.*?)" + re.escape(end), page.read_text(), re.S).group(1)
+
+
 def test_the_docs_table_is_generated_from_the_committed_record():
     script = load_script()
     record = read_json(REPO / "benchmarks" / "gpu_estimate.json")
-    text = (REPO / "docs" / "gpu-estimate.md").read_text()
-    block = re.search(re.escape(script.BEGIN) + "(.*?)" + re.escape(script.END), text, re.S).group(1)
+    block = generated_block(script, REPO / "docs" / "gpu-estimate.md")
     assert script.markdown(record) in block
     # our counted FLOPs agree with the specification's count of the official step (729 / 1095 GFLOP)
     assert abs(record["training"]["metatrain omniglot_5way"]["gflop_per_step"] - 729.0) < 5
@@ -30,8 +36,7 @@ def test_the_docs_table_is_generated_from_the_committed_record():
 def test_the_parity_study_table_is_generated_from_the_committed_record():
     script = load_script("official_dynamics")
     record = read_json(REPO / "benchmarks" / "official_dynamics.json")
-    text = script.STUDY.read_text()
-    block = re.search(re.escape(script.BEGIN) + "(.*?)" + re.escape(script.END), text, re.S).group(1)
+    block = generated_block(script, script.STUDY)
     assert script.markdown(record) in block
     # both evaluations of the official weights agree to float rounding: a few of the 75,000 query
     # predictions may flip with the CPU's kernels, far inside the episode CI of about 1 point
@@ -46,9 +51,7 @@ def test_the_parity_study_table_is_generated_from_the_committed_record():
 def test_the_fall_ablation_table_is_generated_from_the_committed_record():
     script = load_script("fall_ablation")
     record = read_json(REPO / "benchmarks" / "fall_ablation.json")
-    text = script.STUDY.read_text()
-    begin, end = f"<!-- {script.MARKER}:begin -->", f"<!-- {script.MARKER}:end -->"
-    block = re.search(re.escape(begin) + "(.*?)" + re.escape(end), text, re.S).group(1)
+    block = generated_block(script, script.STUDY)
     assert script.markdown(record) in block
     for runs in record["runs"].values():
         for run in runs.values():  # the fall is the peak minus the last validation
